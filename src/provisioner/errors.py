@@ -1,0 +1,123 @@
+"""The errors provisioner raises, all under one root.
+
+    ProvisionerError
+    ├── BadRequestError              a body that cannot be read at all (malformed YAML/JSON, wrong type)
+    │   └── PayloadTooLargeError     a body over the configured size limit
+    ├── InvalidRequestError          a readable request that breaks rules; carries every Problem
+    │   └── InvalidDescriptorError   the descriptor itself is invalid (cycle, unknown id, ...)
+    ├── NotFoundError                an operation, release or component that does not exist
+    ├── ConflictError                the request clashes with current state
+    │   ├── OperationActiveError     another operation is active on the same unit and environment
+    │   └── OperationFinishedError   the operation already ended (cancel)
+    ├── ConfigurationError           the adapter registry or settings are unusable
+    ├── AdapterError                 a Tech Adapter call did not give a usable result
+    │   ├── AdapterTransientError    may succeed if repeated (connect error, 502/503/504)
+    │   └── AdapterTimeoutError      the adapter operation exceeded its time budget
+    └── LeaseLostError               another owner took the operation over (fencing)
+
+HTTP status codes are assigned in the API layer only (``provisioner.api.problems``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a request: where (a dotted path) and what."""
+
+    path: str
+    message: str
+
+
+class ProvisionerError(Exception):
+    """Root of every error provisioner raises."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequestError(ProvisionerError):
+    """The request body cannot be read (malformed, wrong shape, unsafe)."""
+
+
+class PayloadTooLargeError(BadRequestError):
+    """The request body is larger than the configured limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body exceeds the limit of {limit} bytes")
+        self.limit = limit
+
+
+class InvalidRequestError(ProvisionerError):
+    """A readable request that breaks one or more rules; lists every problem."""
+
+    def __init__(self, message: str, problems: Iterable[Problem]) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems)
+
+
+class InvalidDescriptorError(InvalidRequestError):
+    """The deployment unit descriptor is invalid."""
+
+
+class NotFoundError(ProvisionerError):
+    """The thing asked for does not exist."""
+
+
+class ConflictError(ProvisionerError):
+    """The request clashes with the current state."""
+
+
+class OperationActiveError(ConflictError):
+    """Another operation is already active on this deployment unit and environment."""
+
+    def __init__(self, deployment_unit_id: str, environment: str, operation_id: str) -> None:
+        super().__init__(
+            f"operation {operation_id} is already active on {deployment_unit_id!r} "
+            f"in environment {environment!r}"
+        )
+        self.operation_id = operation_id
+
+
+class OperationFinishedError(ConflictError):
+    """The operation has already finished."""
+
+
+class ConfigurationError(ProvisionerError):
+    """The settings or the Tech Adapter registry cannot be used."""
+
+
+class AdapterError(ProvisionerError):
+    """A Tech Adapter call failed; ``detail`` is the readable error stored on the task."""
+
+    def __init__(self, message: str, *, detail: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.detail: dict[str, object] = {"message": message, **(detail or {})}
+
+
+class AdapterTransientError(AdapterError):
+    """A failure that may pass if the call is repeated (connection error, 502/503/504)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        detail: dict[str, object] | None = None,
+        not_processed: bool = False,
+    ) -> None:
+        super().__init__(message, detail=detail)
+        # True when the adapter cannot have acted on the request (connection refused, 503),
+        # the only case in which a provision POST may be sent again.
+        self.not_processed = not_processed
+
+
+class AdapterTimeoutError(AdapterError):
+    """The adapter operation (call plus polling) exceeded its time budget."""
+
+
+class LeaseLostError(ProvisionerError):
+    """The operation's lease passed to another owner; this owner must stop writing."""

@@ -1,0 +1,67 @@
+"""Typed settings, read once from the environment (prefix ``PROVISIONER_``) at the edge."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told; see the README's Configuration section."""
+
+    model_config = SettingsConfigDict(env_prefix="PROVISIONER_", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite+aiosqlite:///./provisioner.db"
+    config: Path | None = Field(
+        default=None, description="YAML file with the Tech Adapter registry"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+    max_body_bytes: int = Field(default=5 * MiB, ge=1024)
+    max_concurrency: int = Field(default=64, ge=1, description="adapter calls in flight")
+    max_running_operations: int = Field(default=32, ge=1, description="per replica")
+
+    replica_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=100)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    claim_interval_seconds: float = Field(default=1.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+
+    adapter_timeout_seconds: float = Field(default=1800.0, gt=0)
+    operation_timeout_seconds: float | None = Field(default=None, gt=0)
+    poll_initial_seconds: float = Field(default=0.1, gt=0)
+    poll_max_seconds: float = Field(default=10.0, gt=0)
+    poll_multiplier: float = Field(default=1.5, ge=1.0)
+    retry_attempts: int = Field(default=5, ge=1, description="per adapter request")
+    retry_max_seconds: float = Field(default=30.0, gt=0)
+    poll_error_budget: int = Field(default=10, ge=1)
+
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        if not self.database_url.startswith(("sqlite+aiosqlite:", "postgresql+asyncpg:", "postgresql+psycopg:")):
+            raise ValueError(
+                "database_url must use sqlite+aiosqlite, postgresql+asyncpg or postgresql+psycopg"
+            )
+        if self.poll_max_seconds < self.poll_initial_seconds:
+            raise ValueError("poll_max_seconds must be at least poll_initial_seconds")
+        if self.lease_seconds < 1.0:
+            raise ValueError("lease_seconds below 1 s leaves no room for a heartbeat")
+        return self
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        """Leases are renewed three times per lease period."""
+        return self.lease_seconds / 3
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
