@@ -1,7 +1,7 @@
 """The errors provisioner raises, all under one root.
 
     ProvisionerError
-    ├── BadRequestError              a body that cannot be read at all (malformed YAML/JSON, wrong type)
+    ├── BadRequestError              a body that cannot be read (malformed YAML/JSON, wrong type)
     │   └── PayloadTooLargeError     a body over the configured size limit
     ├── InvalidRequestError          a readable request that breaks rules; carries every Problem
     │   └── InvalidDescriptorError   the descriptor itself is invalid (cycle, unknown id, ...)
@@ -13,7 +13,8 @@
     ├── AdapterError                 a Tech Adapter call did not give a usable result
     │   ├── AdapterTransientError    may succeed if repeated (connect error, 502/503/504)
     │   └── AdapterTimeoutError      the adapter operation exceeded its time budget
-    └── LeaseLostError               another owner took the operation over (fencing)
+    ├── LeaseLostError               another owner took the operation over (fencing)
+    └── DatabaseUnavailableError     the database cannot be reached right now
 
 HTTP status codes are assigned in the API layer only (``provisioner.api.problems``).
 """
@@ -121,3 +122,7 @@ class AdapterTimeoutError(AdapterError):
 
 class LeaseLostError(ProvisionerError):
     """The operation's lease passed to another owner; this owner must stop writing."""
+
+
+class DatabaseUnavailableError(ProvisionerError):
+    """The database cannot be reached (connection refused or lost); retry later."""

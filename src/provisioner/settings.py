@@ -47,7 +47,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
-        if not self.database_url.startswith(("sqlite+aiosqlite:", "postgresql+asyncpg:", "postgresql+psycopg:")):
+        if not self.database_url.startswith(
+            ("sqlite+aiosqlite:", "postgresql+asyncpg:", "postgresql+psycopg:")
+        ):
             raise ValueError(
                 "database_url must use sqlite+aiosqlite, postgresql+asyncpg or postgresql+psycopg"
             )

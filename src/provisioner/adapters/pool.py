@@ -1,0 +1,58 @@
+"""HTTP connections to one Tech Adapter, spread over small pools.
+
+httpcore's pool looks at every connection for every queued request each time a request starts or
+ends, so its cost grows with (requests in flight x connections). Measured here (httpx 0.28,
+httpcore 1.0.9, 2 cores): a burst of 200 requests, 64 in flight over one pool of 64 kept-alive
+connections, took 1.7 s of client CPU against a 0.2 s floor; the same burst over eight pools of
+eight connections took 0.27 s. Each request goes to the least busy pool.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+SHARD_SIZE = 8
+
+
+class ShardedClient:
+    """An ``httpx.AsyncClient`` per shard of at most ``SHARD_SIZE`` connections."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        headers: Mapping[str, str],
+        capacity: int,
+        timeout: httpx.Timeout,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        # An injected transport (tests) has no pool to shard.
+        shards = 1 if transport is not None else max(1, math.ceil(capacity / SHARD_SIZE))
+        size = max(1, math.ceil(capacity / shards))
+        self._clients = [
+            httpx.AsyncClient(
+                base_url=base_url,
+                headers=dict(headers),
+                timeout=timeout,
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                transport=transport,
+            )
+            for _ in range(shards)
+        ]
+        self._busy = [0] * shards
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        index = min(range(len(self._busy)), key=self._busy.__getitem__)
+        self._busy[index] += 1
+        try:
+            return await self._clients[index].request(method, url, **kwargs)
+        finally:
+            self._busy[index] -= 1
+
+    async def aclose(self) -> None:
+        for client in self._clients:
+            await client.aclose()

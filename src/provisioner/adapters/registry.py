@@ -1,0 +1,167 @@
+"""The Tech Adapter registry: which adapter serves each ``infrastructureTemplateId``.
+
+Read from the YAML file named by ``PROVISIONER_CONFIG``::
+
+    techAdapters:
+      - infrastructureTemplateId: urn:dmb:itm:snowflake-outputport-provisioner:0
+        url: http://snowflake-ta:8093          # every environment
+        environments:                           # optional per-environment URLs
+          production: http://snowflake-ta.prod:8093
+        timeoutSeconds: 1800                    # optional: one adapter operation, polling included
+        maxConcurrency: 8                       # optional: calls in flight to this adapter
+        headers: {Authorization: "Bearer ${SNOWFLAKE_TA_TOKEN}"}   # optional, ${VAR} from env
+
+Adapter URLs come only from here, never from a descriptor.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from provisioner.engine.ports import AdapterEndpoint
+from provisioner.errors import ConfigurationError
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _AdapterEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    infrastructure_template_id: str = Field(alias="infrastructureTemplateId", min_length=1)
+    url: str | None = None
+    environments: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: float | None = Field(default=None, alias="timeoutSeconds", gt=0)
+    max_concurrency: int | None = Field(default=None, alias="maxConcurrency", ge=1)
+    headers: dict[str, str] = Field(default_factory=dict)
+    async_validation: bool = Field(default=False, alias="asyncValidation")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_url(value)
+
+    @field_validator("environments")
+    @classmethod
+    def _http_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        return {environment: _check_url(url) for environment, url in value.items()}
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> _AdapterEntry:
+        if self.url is None and not self.environments:
+            raise ValueError("needs a url, or environments with a url each")
+        return self
+
+
+class _RegistryFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    tech_adapters: list[_AdapterEntry] = Field(default_factory=list, alias="techAdapters")
+
+
+def _check_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value.rstrip("/")
+
+
+class AdapterRegistry:
+    """Resolves an ``infrastructureTemplateId`` and an environment to an adapter endpoint."""
+
+    def __init__(self, entries: list[_AdapterEntry], *, default_timeout_seconds: float) -> None:
+        self._entries: dict[str, _AdapterEntry] = {}
+        for entry in entries:
+            if entry.infrastructure_template_id in self._entries:
+                raise ConfigurationError(
+                    f"infrastructureTemplateId {entry.infrastructure_template_id!r} "
+                    "is registered twice"
+                )
+            self._entries[entry.infrastructure_template_id] = entry
+        self._default_timeout = default_timeout_seconds
+        self._cache: dict[tuple[str, str], AdapterEndpoint | None] = {}
+
+    @classmethod
+    def empty(cls, *, default_timeout_seconds: float = 1800.0) -> AdapterRegistry:
+        return cls([], default_timeout_seconds=default_timeout_seconds)
+
+    @classmethod
+    def from_file(
+        cls,
+        path: Path,
+        *,
+        default_timeout_seconds: float,
+        environ: Mapping[str, str] | None = None,
+    ) -> AdapterRegistry:
+        """Load the registry; ``${VAR}`` in URLs and header values is taken from ``environ``."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read the adapter registry {path}: {exc}") from exc
+        return cls.from_text(
+            text, default_timeout_seconds=default_timeout_seconds, environ=environ, source=str(path)
+        )
+
+    @classmethod
+    def from_text(
+        cls,
+        text: str,
+        *,
+        default_timeout_seconds: float,
+        environ: Mapping[str, str] | None = None,
+        source: str = "<config>",
+    ) -> AdapterRegistry:
+        try:
+            data = _expand(yaml.safe_load(text), os.environ if environ is None else environ)
+            parsed = _RegistryFile.model_validate(data or {})
+        except yaml.YAMLError as exc:
+            raise ConfigurationError(f"{source}: malformed YAML: {exc}") from exc
+        except ValidationError as exc:
+            raise ConfigurationError(f"{source}: invalid adapter registry: {exc}") from exc
+        return cls(parsed.tech_adapters, default_timeout_seconds=default_timeout_seconds)
+
+    @property
+    def template_ids(self) -> list[str]:
+        return list(self._entries)
+
+    def resolve(self, infrastructure_template_id: str, environment: str) -> AdapterEndpoint | None:
+        key = (infrastructure_template_id, environment)
+        if key not in self._cache:
+            self._cache[key] = self._resolve(*key)
+        return self._cache[key]
+
+    def _resolve(self, template_id: str, environment: str) -> AdapterEndpoint | None:
+        entry = self._entries.get(template_id)
+        if entry is None:
+            return None
+        url = entry.environments.get(environment, entry.url)
+        if url is None:
+            return None
+        return AdapterEndpoint(
+            infrastructure_template_id=template_id,
+            url=url,
+            timeout_seconds=entry.timeout_seconds or self._default_timeout,
+            max_concurrency=entry.max_concurrency,
+            headers=dict(entry.headers),
+            async_validation=entry.async_validation,
+        )
+
+
+def _expand(value: object, environ: Mapping[str, str]) -> object:
+    """Replace ``${VAR}`` in every string value; an unset variable is a configuration error."""
+    if isinstance(value, str):
+        missing = sorted({name for name in _VARIABLE.findall(value) if name not in environ})
+        if missing:
+            raise ConfigurationError(
+                "the adapter registry refers to unset environment variables: " + ", ".join(missing)
+            )
+        return _VARIABLE.sub(lambda match: environ[match.group(1)], value)
+    if isinstance(value, dict):
+        return {key: _expand(item, environ) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_expand(item, environ) for item in value]
+    return value

@@ -1,0 +1,118 @@
+"""Wire schemas of the Witboost Tech Adapter API (2.2.0, tolerant of 2.1.0 and the python
+scaffold): what adapters answer, read leniently where the variants differ."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Status = Literal["RUNNING", "COMPLETED", "FAILED"]
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class WireInfo(_Lenient):
+    public_info: dict[str, Any] | None = Field(default=None, alias="publicInfo")
+    private_info: dict[str, Any] | None = Field(default=None, alias="privateInfo")
+
+
+class WireProvisioningStatus(_Lenient):
+    """``ProvisioningStatus``; ``result`` is deprecated and ``logs`` absent before 2.2.0."""
+
+    status: Status
+    result: str | None = None
+    info: WireInfo | None = None
+    logs: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("logs", mode="before")
+    @classmethod
+    def _only_log_objects(cls, value: object) -> object:
+        if value is None:
+            return []
+        if isinstance(value, list):
+            return [item for item in value if isinstance(item, dict)]
+        return value
+
+
+class WireMoreInfo(_Lenient):
+    problems: list[str] = Field(default_factory=list)
+    solutions: list[str] = Field(default_factory=list)
+
+
+class WireError(_Lenient):
+    """``RequestValidationError``, ``SystemError`` and the 2.1.0 ``ValidationError`` at once."""
+
+    errors: list[str] | None = None
+    error: str | None = None
+    user_message: str | None = Field(default=None, alias="userMessage")
+    input: str | None = None
+    input_error_field: str | None = Field(default=None, alias="inputErrorField")
+    more_info: WireMoreInfo | None = Field(default=None, alias="moreInfo")
+
+    def detail(self) -> dict[str, Any]:
+        """The fields worth storing on a failed task, in the spec's names."""
+        return self.model_dump(
+            by_alias=True,
+            exclude_none=True,
+            include={
+                "errors",
+                "error",
+                "user_message",
+                "input",
+                "input_error_field",
+                "more_info",
+            },
+        )
+
+    def summary(self) -> str | None:
+        parts = [self.user_message, self.error, *(self.errors or [])]
+        if self.more_info is not None:
+            parts.extend(self.more_info.problems)
+        text = "; ".join(part for part in parts if part)
+        return text or None
+
+
+class WireValidationResult(_Lenient):
+    valid: bool
+    error: WireError | None = None
+
+
+class _ValidationInfo(_Lenient):
+    public_info: WireValidationResult | None = Field(default=None, alias="publicInfo")
+
+
+class WireValidationStatus(_Lenient):
+    """``ValidationStatus``: the result is ``info.publicInfo`` (2.2.0) or ``result`` (scaffold)."""
+
+    status: Status
+    info: _ValidationInfo | None = None
+    result: WireValidationResult | None = None
+
+    def outcome(self) -> WireValidationResult | None:
+        if self.info is not None and self.info.public_info is not None:
+            return self.info.public_info
+        return self.result
+
+
+class WireReverseProvisioningStatus(_Lenient):
+    status: Status
+    updates: dict[str, Any] = Field(default_factory=dict)
+    logs: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def decode_token(body: str, content_type: str) -> str | None:
+    """The token of a 202 answer: raw text, ``text/plain`` or a JSON-quoted string."""
+    text = body.strip()
+    if "json" in content_type or text.startswith('"'):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
+        text = value if isinstance(value, str) else ""
+    if not text or len(text) > 1024 or any(ch in text for ch in "\r\n\t"):
+        return None
+    return text

@@ -1,0 +1,106 @@
+"""Errors as RFC 9457 problem details; the only place HTTP status codes are chosen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from provisioner.errors import (
+    AdapterError,
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    DatabaseUnavailableError,
+    InvalidDescriptorError,
+    InvalidRequestError,
+    NotFoundError,
+    OperationActiveError,
+    PayloadTooLargeError,
+    ProvisionerError,
+)
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "urn:provisioner:problem:"
+
+# Most specific first: the first class that matches decides.
+_TABLE: list[tuple[type[ProvisionerError], int, str, str]] = [
+    (PayloadTooLargeError, 413, "payload-too-large", "Request body too large"),
+    (BadRequestError, 400, "malformed-request", "Malformed request"),
+    (InvalidDescriptorError, 422, "invalid-descriptor", "Invalid descriptor"),
+    (InvalidRequestError, 422, "invalid-request", "Invalid request"),
+    (NotFoundError, 404, "not-found", "Not found"),
+    (OperationActiveError, 409, "operation-active", "Another operation is active"),
+    (ConflictError, 409, "conflict", "Conflict"),
+    (DatabaseUnavailableError, 503, "database-unavailable", "Database unavailable"),
+    (AdapterError, 502, "adapter-error", "Tech Adapter error"),
+    (ConfigurationError, 500, "configuration-error", "Configuration error"),
+]
+
+
+class UnsupportedMediaTypeError(BadRequestError):
+    """The request body has a content type this endpoint does not read."""
+
+
+def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def _provisioner_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProvisionerError)
+    if isinstance(exc, UnsupportedMediaTypeError):
+        return problem(415, "unsupported-media-type", "Unsupported media type", exc.message)
+    status, slug, title = 500, "internal-error", "Internal error"
+    for cls, code, name, heading in _TABLE:
+        if isinstance(exc, cls):
+            status, slug, title = code, name, heading
+            break
+    extra: dict[str, Any] = {}
+    if isinstance(exc, InvalidRequestError):
+        extra["errors"] = [{"path": p.path, "message": p.message} for p in exc.problems]
+    if isinstance(exc, OperationActiveError):
+        extra["operationId"] = exc.operation_id
+    if isinstance(exc, AdapterError):
+        extra["adapterError"] = exc.detail
+    if status >= 500:
+        log.warning("request_failed", path=request.url.path, error=exc.message)
+    return problem(status, slug, title, exc.message, **extra)
+
+
+def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "path": ".".join(str(part) for part in error.get("loc", ()) if part != "body"),
+            "message": error.get("msg", "invalid"),
+        }
+        for error in exc.errors()
+    ]
+    return problem(
+        422, "invalid-request", "Invalid request", "the request is invalid", errors=errors
+    )
+
+
+def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    return problem(exc.status_code, slug, str(exc.detail), str(exc.detail))
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled_error", path=request.url.path, exc_info=exc)
+    return problem(500, "internal-error", "Internal error", "an unexpected error occurred")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ProvisionerError, _provisioner_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

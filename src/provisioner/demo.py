@@ -1,0 +1,100 @@
+"""``provisioner demo``: the service on SQLite with the mock adapter, deploying the example.
+
+Everything runs in this one process: the mock Tech Adapter, the service, and a client that
+deploys ``examples/data-product.yaml`` and prints its progress. The servers keep running until
+Ctrl-C so the API can be explored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from provisioner.api.app import create_app
+from provisioner.log import configure_logging
+from provisioner.mockadapter import create_mock_app
+from provisioner.progress import follow, print_release, report_refusal
+from provisioner.resources import bundled
+from provisioner.settings import Settings
+
+EXAMPLE_ADAPTER_URL = "http://127.0.0.1:8093"
+
+
+def run_demo(*, port: int, adapter_port: int, database_url: str, stay: bool) -> int:
+    configure_logging(fmt="console", level="WARNING")
+    return asyncio.run(_demo(port, adapter_port, database_url, stay))
+
+
+async def _demo(port: int, adapter_port: int, database_url: str, stay: bool) -> int:
+    examples = bundled("examples", "data-product.yaml")
+    with tempfile.TemporaryDirectory() as scratch:
+        config = Path(scratch) / "config.yaml"
+        config.write_text(
+            (examples / "config.yaml")
+            .read_text()
+            .replace(EXAMPLE_ADAPTER_URL, f"http://127.0.0.1:{adapter_port}")
+        )
+        settings = Settings(database_url=database_url, config=config, port=port)
+        servers = [
+            uvicorn.Server(_config(create_mock_app(), adapter_port)),
+            uvicorn.Server(_config(create_app(settings), port)),
+        ]
+        tasks = [asyncio.create_task(server.serve()) for server in servers]
+        try:
+            if not await _started(servers, tasks):
+                return 2
+            url = f"http://127.0.0.1:{port}"
+            print(
+                f"provisioner on {url} (database {database_url}), mock Tech Adapter on port "
+                f"{adapter_port}\n"
+            )
+            code = await asyncio.to_thread(_deploy_example, url, examples / "data-product.yaml")
+            if stay and code == 0:
+                print(f"\nAPI docs: {url}/docs  -  stop with Ctrl-C")
+                await asyncio.gather(*tasks)
+            return code
+        finally:
+            for server in servers:
+                server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*tasks)
+
+
+def _config(app: Any, port: int) -> uvicorn.Config:
+    return uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+
+
+async def _started(servers: list[uvicorn.Server], tasks: list[asyncio.Task[None]]) -> bool:
+    async with asyncio.timeout(30):
+        while not all(server.started for server in servers):
+            if any(task.done() for task in tasks):
+                print("a server could not start (is the port in use?)")
+                return False
+            await asyncio.sleep(0.05)
+    return True
+
+
+def _deploy_example(url: str, descriptor: Path) -> int:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        response = client.post(
+            "/v1/deployments",
+            content=descriptor.read_bytes(),
+            headers={"content-type": "application/yaml"},
+        )
+        if response.status_code != 202:
+            return report_refusal(response)
+        operation = response.json()
+        code = follow(client, operation, wait=True, interval=0.2)
+        release = client.get(
+            f"/v1/deployment-units/{operation['deploymentUnitId']}/environments/"
+            f"{operation['environment']}"
+        ).json()
+        print()
+        print_release(release)
+        return code

@@ -1,0 +1,203 @@
+"""The deployment unit descriptor: the fields provisioner uses, read from untrusted data.
+
+Only ``id``, ``name``, ``version``, ``environment``, ``infrastructureTemplateId`` and, per
+component, ``id``, ``kind``, ``infrastructureTemplateId``, ``dependsOn`` and ``version`` are
+interpreted. The whole document is kept as it came and handed to Tech Adapters untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from provisioner.errors import BadRequestError, Problem
+
+MAX_ID_LENGTH = 512
+# Ids are opaque, but they travel in URL path segments and log lines.
+_ID_FORBIDDEN = re.compile(r"[/\s\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """One component of a deployment unit, as provisioner reads it."""
+
+    id: str
+    kind: str
+    infrastructure_template_id: str
+    depends_on: tuple[str, ...]
+    version: str | None
+    position: int  # index in the descriptor's ``components`` list, for error paths
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentUnit:
+    """A deployment unit (data product) and its components.
+
+    ``document`` is the descriptor exactly as received (JSON-compatible data); treat it as
+    read-only.
+    """
+
+    id: str
+    name: str
+    version: str
+    environment: str | None
+    infrastructure_template_id: str | None
+    components: tuple[Component, ...]
+    document: Mapping[str, Any]
+
+    def component_ids(self) -> list[str]:
+        return [component.id for component in self.components]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedDescriptor:
+    """A descriptor read as far as possible, with every structural problem found."""
+
+    unit: DeploymentUnit
+    problems: tuple[Problem, ...]
+
+
+class _Reader:
+    """Collects problems while reading fields, so that all of them are reported at once."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+    def text(self, data: Mapping[str, Any], key: str, path: str, *, required: bool) -> str | None:
+        value = data.get(key)
+        if value is None:
+            if required:
+                self.problem(f"{path}.{key}", "is required")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.problem(f"{path}.{key}", "must be a non-empty string (quote numbers)")
+            return None
+        return value
+
+    def identifier(self, data: Mapping[str, Any], key: str, path: str) -> str | None:
+        value = self.text(data, key, path, required=True)
+        if value is None:
+            return None
+        if len(value) > MAX_ID_LENGTH:
+            self.problem(f"{path}.{key}", f"must be at most {MAX_ID_LENGTH} characters")
+            return None
+        if _ID_FORBIDDEN.search(value):
+            self.problem(f"{path}.{key}", "must not contain '/', white space or control characters")
+            return None
+        return value
+
+    def id_list(self, data: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
+        value = data.get(key)
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.problem(f"{path}.{key}", "must be a list of component ids")
+            return ()
+        ids: list[str] = []
+        for index, item in enumerate(value):
+            if isinstance(item, str) and item:
+                if item not in ids:
+                    ids.append(item)
+            else:
+                self.problem(f"{path}.{key}[{index}]", "must be a component id (a string)")
+        return tuple(ids)
+
+
+def parse_descriptor(document: object, *, path: str = "descriptor") -> ParsedDescriptor:
+    """Read a deployment unit from a loaded document.
+
+    Raises ``BadRequestError`` when the document is not a mapping at all; every other problem
+    (missing or mistyped fields, duplicate component ids) is returned in ``problems``, and the
+    unit holds the components that could be read.
+    """
+    if not isinstance(document, dict):
+        raise BadRequestError(f"the {path} must be a mapping, not {_type_name(document)}")
+    reader = _Reader()
+    unit_id = reader.identifier(document, "id", path) or ""
+    name = reader.text(document, "name", path, required=True) or ""
+    version = reader.text(document, "version", path, required=True) or ""
+    environment = reader.text(document, "environment", path, required=False)
+    template = reader.text(document, "infrastructureTemplateId", path, required=False)
+    components = _read_components(reader, document, path, unit_id)
+    unit = DeploymentUnit(
+        id=unit_id,
+        name=name,
+        version=version,
+        environment=environment,
+        infrastructure_template_id=template,
+        components=tuple(components),
+        document=document,
+    )
+    return ParsedDescriptor(unit=unit, problems=tuple(reader.problems))
+
+
+def _read_components(
+    reader: _Reader, document: Mapping[str, Any], path: str, unit_id: str
+) -> list[Component]:
+    raw = document.get("components")
+    if raw is None:
+        reader.problem(f"{path}.components", "is required (an empty list is allowed)")
+        return []
+    if not isinstance(raw, list):
+        reader.problem(f"{path}.components", "must be a list")
+        return []
+    components: list[Component] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(raw):
+        item_path = f"{path}.components[{index}]"
+        if not isinstance(item, dict):
+            reader.problem(item_path, "must be a mapping")
+            continue
+        component = _read_component(reader, item, item_path, index)
+        if component is None:
+            continue
+        if component.id == unit_id:
+            reader.problem(f"{item_path}.id", "must differ from the deployment unit id")
+        elif component.id in seen:
+            reader.problem(
+                f"{item_path}.id",
+                f"duplicate component id {component.id!r} (also components[{seen[component.id]}])",
+            )
+        else:
+            seen[component.id] = index
+            components.append(component)
+    return components
+
+
+def _read_component(
+    reader: _Reader, item: Mapping[str, Any], path: str, position: int
+) -> Component | None:
+    component_id = reader.identifier(item, "id", path)
+    kind = reader.text(item, "kind", path, required=True)
+    template = reader.text(item, "infrastructureTemplateId", path, required=True)
+    version = reader.text(item, "version", path, required=False)
+    depends_on = reader.id_list(item, "dependsOn", path)
+    if component_id is None:
+        return None
+    # A component with other problems is kept so that dependency checks still see its id;
+    # its problems are already recorded and the descriptor will be refused.
+    return Component(
+        id=component_id,
+        kind=kind or "",
+        infrastructure_template_id=template or "",
+        depends_on=depends_on,
+        version=version,
+        position=position,
+    )
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    return {
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+    }.get(type(value), type(value).__name__)

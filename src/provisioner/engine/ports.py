@@ -1,0 +1,246 @@
+"""What the engine needs from the outside world, declared as interfaces and value objects.
+
+``adapters`` implements ``TechAdapterPort`` and ``AdapterDirectory``; ``store`` implements
+``OperationStore``. Tests use in-memory fakes of the same interfaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from provisioner.domain.rendering import WireText
+from provisioner.domain.status import (
+    ComponentStatus,
+    OperationStatus,
+    OperationType,
+    TaskAction,
+    TaskStatus,
+)
+
+JSON = dict[str, Any]
+
+
+# --- Tech Adapters -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterEndpoint:
+    """Where and how to reach the Tech Adapter of one ``infrastructureTemplateId``."""
+
+    infrastructure_template_id: str
+    url: str
+    timeout_seconds: float
+    max_concurrency: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    async_validation: bool = False
+
+    @property
+    def key(self) -> str:
+        """Identifies the adapter for per-adapter concurrency limits."""
+        return f"{self.infrastructure_template_id}@{self.url}"
+
+
+class AdapterDirectory(Protocol):
+    """The Tech Adapter registry, as the engine and the service see it."""
+
+    def resolve(self, infrastructure_template_id: str, environment: str) -> AdapterEndpoint | None:
+        """The adapter for this template in this environment, or None if none is registered."""
+        ...
+
+
+DescriptorKind = Literal["DATAPRODUCT_DESCRIPTOR", "COMPONENT_DESCRIPTOR"]
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterRequest:
+    """One provision or unprovision call, in the terms of the Tech Adapter API."""
+
+    action: TaskAction
+    descriptor_kind: DescriptorKind
+    descriptor: WireText
+    latest_enriched_descriptor: WireText | None
+    remove_data: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisioningResult:
+    """The final answer of a Tech Adapter: COMPLETED (``succeeded``) or FAILED."""
+
+    succeeded: bool
+    public_info: JSON | None = None
+    private_info: JSON | None = None
+    logs: list[JSON] = field(default_factory=list)
+    error: JSON | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The adapter took the request asynchronously; poll with ``token``."""
+
+    token: str
+
+
+class TechAdapterPort(Protocol):
+    """Calls to Tech Adapters; failures raise ``AdapterError`` with a readable ``detail``."""
+
+    async def start(
+        self, endpoint: AdapterEndpoint, request: AdapterRequest
+    ) -> ProvisioningResult | Accepted:
+        """Send the provision or unprovision request."""
+        ...
+
+    async def wait(self, endpoint: AdapterEndpoint, token: str) -> ProvisioningResult:
+        """Poll the status of ``token`` until the adapter reports COMPLETED or FAILED."""
+        ...
+
+
+# --- Persistence ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TaskState:
+    """A task of an operation, as the engine tracks it (mutable; writes are snapshots)."""
+
+    component_id: str
+    action: TaskAction
+    status: TaskStatus
+    depends_on: tuple[str, ...]
+    infrastructure_template_id: str | None
+    is_system: bool
+    attempts: int = 0
+    token: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    public_info: JSON | None = None
+    private_info: JSON | None = None
+    logs: list[JSON] | None = None
+    error: JSON | None = None
+
+
+@dataclass(slots=True)
+class ComponentState:
+    """What provisioner knows of one component (or the system) in one environment."""
+
+    component_id: str
+    is_system: bool
+    status: ComponentStatus
+    version: str | None = None
+    infrastructure_template_id: str | None = None
+    depends_on: tuple[str, ...] = ()
+    last_sent_operation_id: str | None = None
+    last_provisioned_operation_id: str | None = None
+    public_info: JSON | None = None
+    private_info: JSON | None = None
+    logs: list[JSON] | None = None
+    last_operation_id: str | None = None
+    last_operation_type: OperationType | None = None
+    last_task_status: TaskStatus | None = None
+    last_finished_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Proof of ownership: every write of an operation's state is conditional on it."""
+
+    operation_id: str
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class OperationHeader:
+    """The immutable facts of an operation."""
+
+    id: str
+    type: OperationType
+    deployment_unit_id: str
+    environment: str
+    version: str | None
+    remove_data: bool
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class ClaimedOperation:
+    """Everything a replica needs to run (or resume) an operation it has just claimed.
+
+    ``documents`` maps an operation id to the unit descriptor it deployed: the one of this
+    operation (deploy), those that last provisioned each component (undeploy), and the one of
+    the release's last deploy (for ``latestEnrichedDescriptor``).
+    """
+
+    header: OperationHeader
+    fence: Fence
+    status: OperationStatus
+    started_at: datetime | None
+    cancel_requested: bool
+    tasks: list[TaskState]
+    components: dict[str, ComponentState]
+    documents: dict[str, Mapping[str, Any]]
+    release_descriptor_operation_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OperationWrite:
+    """The end of an operation; the store derives its release's status in the same write."""
+
+    status: OperationStatus
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One line of an operation's audit trail."""
+
+    component_id: str | None
+    old_status: str | None
+    new_status: str
+    at: datetime
+    detail: JSON | None = None
+
+
+@dataclass(slots=True)
+class StateWrite:
+    """State changes of one operation, applied atomically if its fence still holds."""
+
+    fence: Fence
+    header: OperationHeader
+    tasks: list[TaskState] = field(default_factory=list)
+    components: list[ComponentState] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    operation: OperationWrite | None = None
+
+
+class OperationStore(Protocol):
+    """Durable state of operations, as the engine uses it."""
+
+    async def claim(
+        self, *, owner: str, replica_id: str, limit: int, lease_seconds: float, now: datetime
+    ) -> list[ClaimedOperation]:
+        """Take up to ``limit`` operations that are pending or whose lease has lapsed."""
+        ...
+
+    async def apply(self, writes: Sequence[StateWrite], *, lease_seconds: float) -> set[str]:
+        """Apply the writes in one transaction; return the operation ids whose fence failed.
+
+        Writes of an operation whose fence failed are dropped; the others are committed. Each
+        applied write also renews its operation's lease.
+        """
+        ...
+
+    async def renew_leases(
+        self, fences: Sequence[Fence], *, lease_seconds: float | None, now: datetime
+    ) -> tuple[set[str], set[str]]:
+        """Check the fences and extend the leases (unless ``lease_seconds`` is None).
+
+        Returns the ids whose fence failed and the ids with a cancel requested.
+        """
+        ...
+
+    async def release_leases(self, fences: Sequence[Fence]) -> None:
+        """Hand operations back (shutdown) so another replica can claim them at once."""
+        ...

@@ -1,0 +1,82 @@
+"""Bounds on adapter calls in flight: one global limit and one per adapter, in FIFO order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class _Waiter:
+    key: str
+    limit: int | None
+    future: asyncio.Future[None]
+
+
+class Slots:
+    """A counting semaphore with a second, per-key limit.
+
+    ``try_acquire`` grants at once or not at all (and never jumps the queue), so a finishing
+    task can hand its slot to a successor within the same database write; ``acquire`` waits.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._in_use = 0
+        self._per_key: defaultdict[str, int] = defaultdict(int)
+        self._waiters: deque[_Waiter] = deque()
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    def _fits(self, key: str, limit: int | None) -> bool:
+        return self._in_use < self._limit and (limit is None or self._per_key[key] < limit)
+
+    def _take(self, key: str) -> None:
+        self._in_use += 1
+        self._per_key[key] += 1
+
+    def try_acquire(self, key: str, limit: int | None) -> bool:
+        """Take a slot if one is free and nobody is queued for one."""
+        if self._waiters or not self._fits(key, limit):
+            return False
+        self._take(key)
+        return True
+
+    async def acquire(self, key: str, limit: int | None) -> None:
+        """Wait for a slot; waiters are served in arrival order where their limits allow."""
+        if self.try_acquire(key, limit):
+            return
+        waiter = _Waiter(key, limit, asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        try:
+            await waiter.future
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                self.release(key)  # granted just as we were cancelled: give it back
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+
+    def release(self, key: str) -> None:
+        """Give a slot back and grant it to the first waiters that fit."""
+        self._in_use -= 1
+        self._per_key[key] -= 1
+        if self._per_key[key] == 0:
+            del self._per_key[key]
+        self._grant()
+
+    def _grant(self) -> None:
+        index = 0
+        while index < len(self._waiters) and self._in_use < self._limit:
+            waiter = self._waiters[index]
+            if waiter.future.done():  # its task was cancelled while queued
+                del self._waiters[index]
+            elif self._fits(waiter.key, waiter.limit):
+                del self._waiters[index]
+                self._take(waiter.key)
+                waiter.future.set_result(None)
+            else:
+                index += 1

@@ -1,0 +1,228 @@
+"""The Tech Adapter logic of the mock, independent of the web framework.
+
+Every handler takes the raw body (or a token) and the call's log record, fills in the record as it
+learns what the call is about, and returns an `Answer`. An async operation's first final answer is
+stored with it, so that later polls of the same token get the same answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+from uuid import uuid4
+
+from provisioner.mockadapter import answers
+from provisioner.mockadapter.answers import Answer
+from provisioner.mockadapter.behaviour import (
+    Action,
+    FailHow,
+    Mode,
+    ServerDefaults,
+    TokenFormat,
+    parse_behaviour,
+)
+from provisioner.mockadapter.descriptors import DescriptorReader, Target
+from provisioner.mockadapter.errors import InvalidRequestError
+from provisioner.mockadapter.payloads import (
+    parse_provisioning_request,
+    parse_reverse_provisioning_request,
+    parse_update_acl_request,
+    parse_validation_request,
+)
+from provisioner.mockadapter.state import (
+    CallLog,
+    CallRecord,
+    ComponentBook,
+    Operation,
+    ValidationJob,
+)
+
+
+class MockTechAdapter:
+    """A Tech Adapter 2.2.0 that does nothing but what each component's `specific.mock` asks."""
+
+    def __init__(
+        self,
+        *,
+        defaults: ServerDefaults,
+        clock: Callable[[], float] = time.monotonic,
+        reader: DescriptorReader | None = None,
+    ) -> None:
+        self.defaults = defaults
+        self.calls = CallLog()
+        self.components = ComponentBook()
+        self.reader = reader if reader is not None else DescriptorReader()
+        self._clock = clock
+        self._operations: dict[str, Operation] = {}
+        self._validations: dict[str, ValidationJob] = {}
+
+    async def provision(self, body: bytes, call: CallRecord) -> Answer:
+        """POST /v1/provision."""
+        return await self._deploy(Action.PROVISION, body, call)
+
+    async def unprovision(self, body: bytes, call: CallRecord) -> Answer:
+        """POST /v1/unprovision."""
+        return await self._deploy(Action.UNPROVISION, body, call)
+
+    async def _deploy(self, action: Action, body: bytes, call: CallRecord) -> Answer:
+        request = parse_provisioning_request(body)
+        call.descriptor_kind, call.remove_data = request.kind.value, request.remove_data
+        target = self.reader.read(request.kind, request.descriptor)
+        call.component_id = target.component_id
+        behaviour = parse_behaviour(target.component, self.defaults)
+        record = self.components.get(target.component_id)
+        if record.take_transient_error(action, behaviour.transient_errors):
+            message = f"{action} of {target.component_id}: transient failure, retry"
+            return answers.system_error(message, status_code=503)
+        operation = Operation(
+            action,
+            target.component_id,
+            request.kind.value,
+            request.remove_data,
+            behaviour,
+            self._clock(),
+        )
+        if behaviour.mode is Mode.ASYNC:
+            return self._start(operation, call)
+        return await self._run_sync(operation)
+
+    def _start(self, operation: Operation, call: CallRecord) -> Answer:
+        call.token = token = uuid4().hex
+        self._operations[token] = operation
+        self.calls.operation_started()
+        return answers.token_answer(token, operation.behaviour.token_format)
+
+    async def _run_sync(self, operation: Operation) -> Answer:
+        self.calls.operation_started()
+        try:
+            if operation.behaviour.latency_ms > 0:
+                await asyncio.sleep(operation.behaviour.latency_ms / 1000)
+            return self._conclude(operation)
+        finally:
+            self.calls.operation_ended()
+
+    async def status(self, token: str, call: CallRecord) -> Answer:
+        """GET /v1/provision/{token}/status, for provision and unprovision tokens alike."""
+        operation = self._operations.get(token)
+        if operation is None:
+            raise _unknown_token(token)
+        call.component_id, call.descriptor_kind = operation.component_id, operation.descriptor_kind
+        call.remove_data = operation.remove_data
+        if operation.final is None:
+            if self._still_running(operation):
+                operation.running_answers += 1
+                return answers.running(operation.action, operation.component_id)
+            operation.final = self._conclude(operation)
+            self.calls.operation_ended()
+        return operation.final
+
+    def _still_running(self, operation: Operation) -> bool:
+        behaviour = operation.behaviour
+        elapsed_ms = (self._clock() - operation.started_at) * 1000
+        return (
+            behaviour.never_finish
+            or operation.running_answers < behaviour.polls
+            or elapsed_ms < behaviour.latency_ms
+        )
+
+    def _conclude(self, operation: Operation) -> Answer:
+        """The final answer of an operation; a success is recorded as such."""
+        behaviour = operation.behaviour
+        if behaviour.garbage:
+            return answers.garbage_answer()
+        if operation.action in behaviour.fails:
+            return _failure(operation)
+        record = self.components.get(operation.component_id)
+        record.record_success(operation.action, remove_data=operation.remove_data)
+        return answers.completed(operation.action, operation.component_id)
+
+    async def validate(self, body: bytes, call: CallRecord) -> Answer:
+        """POST /v1/validate."""
+        result, _ = self._validation(body, call)
+        return answers.json_answer(result)
+
+    async def validate_async(self, body: bytes, call: CallRecord) -> Answer:
+        """POST /v2/validate: the result is ready at once, behind a token."""
+        result, token_format = self._validation(body, call)
+        final = answers.json_answer({"status": "COMPLETED", "info": {"publicInfo": result}})
+        call.token = token = uuid4().hex
+        self._validations[token] = ValidationJob(call.component_id, call.descriptor_kind, final)
+        return answers.token_answer(token, token_format)
+
+    async def validation_status(self, token: str, call: CallRecord) -> Answer:
+        """GET /v2/validate/{token}/status."""
+        job = self._validations.get(token)
+        if job is None:
+            raise _unknown_token(token)
+        call.component_id, call.descriptor_kind = job.component_id, job.descriptor_kind
+        return job.answer
+
+    def _validation(self, body: bytes, call: CallRecord) -> tuple[dict[str, Any], TokenFormat]:
+        """A ValidationResult: a descriptor that cannot be read is invalid, not a bad request."""
+        request = parse_validation_request(body)
+        call.descriptor_kind, call.remove_data = request.kind.value, request.remove_data
+        try:
+            target = self.reader.read(request.kind, request.descriptor)
+            call.component_id = target.component_id
+            behaviour = parse_behaviour(target.component, self.defaults)
+        except InvalidRequestError as exc:
+            return answers.validation_result(exc.problems), TokenFormat.JSON
+        reasons = [] if behaviour.invalid is None else [behaviour.invalid]
+        return answers.validation_result(reasons), behaviour.token_format
+
+    async def update_acl(self, body: bytes, call: CallRecord) -> Answer:
+        """POST /v1/updateacl: the refs replace the component's recorded ACL."""
+        request = parse_update_acl_request(body)
+        target = self._acl_target(request.provision_request)
+        if target is not None:
+            call.component_id, call.descriptor_kind = target.component_id, target.kind.value
+        self.components.get(call.component_id).acl_refs = list(request.refs)
+        return answers.acl_granted(call.component_id, request.refs)
+
+    def _acl_target(self, provision_request: str | None) -> Target | None:
+        """The component of the JSON ProvisioningRequest in provisionInfo, None if unreadable."""
+        if provision_request is None:
+            return None
+        try:
+            request = parse_provisioning_request(provision_request)
+            return self.reader.read(request.kind, request.descriptor)
+        except InvalidRequestError:
+            return None
+
+    async def reverse_provisioning(self, body: bytes, call: CallRecord) -> Answer:
+        """POST /v1/reverse-provisioning, answered synchronously."""
+        request = parse_reverse_provisioning_request(body)
+        return answers.reverse_provisioning_completed(request.params)
+
+    async def reverse_provisioning_status(self, token: str, call: CallRecord) -> Answer:
+        """GET /v1/reverse-provisioning/{token}/status: no token is ever handed out."""
+        raise _unknown_token(token)
+
+    def forget_tokens(self) -> int:
+        """Forget every token, as a restarted adapter would; returns how many were forgotten."""
+        unfinished = sum(1 for operation in self._operations.values() if operation.final is None)
+        for _ in range(unfinished):
+            self.calls.operation_ended()
+        forgotten = len(self._operations) + len(self._validations)
+        self._operations.clear()
+        self._validations.clear()
+        return forgotten
+
+
+def _failure(operation: Operation) -> Answer:
+    """The final answer of an operation that `specific.mock.fail` makes fail."""
+    fail_how = operation.behaviour.fail_how
+    problem = (
+        f"{operation.action} of {operation.component_id} failed: specific.mock.fail asked for it"
+    )
+    if fail_how is FailHow.BAD_REQUEST:
+        return answers.request_validation_error([problem], "The mock adapter rejected the request")
+    if fail_how is FailHow.SYSTEM_ERROR:
+        return answers.system_error("The mock adapter failed", problems=[problem])
+    return answers.failed(operation.action, operation.component_id)
+
+
+def _unknown_token(token: str) -> InvalidRequestError:
+    return InvalidRequestError([f"token: {token!r} is unknown"], user_message="Unknown token")

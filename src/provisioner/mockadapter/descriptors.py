@@ -1,0 +1,194 @@
+"""Descriptor YAML to the component the request is about, fast for large deployment units.
+
+A unit with 2,000 components has a ~1 MB descriptor, and it arrives once per component with only
+the last line (`componentIdToProvision: <id>`) changing. Parsing it whole each time would dominate
+the mock's work, so a COMPONENT_DESCRIPTOR written that way is split at that last line: the line is
+parsed alone and the `dataProduct:` head goes through a small LRU cache keyed by a hash of its text.
+Whenever the split does not clearly apply, the whole text is parsed, which is always correct.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import yaml
+
+from provisioner.mockadapter.errors import InvalidRequestError
+
+try:
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+_ID_KEY = "componentIdToProvision"
+_ID_LINE = re.compile(rf"^{_ID_KEY}\s*:", re.MULTILINE)
+_HEAD_START = "dataProduct:"
+# A document marker at the start of a line would make the head a stream of several documents.
+_DOCUMENT_MARKERS = ("\n---", "\n...")
+
+
+class DescriptorKind(StrEnum):
+    """The descriptor kinds served (DATAPRODUCT_DESCRIPTOR_WITH_RESULTS is not used by adapters)."""
+
+    COMPONENT = "COMPONENT_DESCRIPTOR"
+    DATAPRODUCT = "DATAPRODUCT_DESCRIPTOR"
+
+
+@dataclass(frozen=True, slots=True)
+class DataProductView:
+    """A parsed data product and an index of its components by id (first one wins)."""
+
+    data_product: Mapping[str, Any]
+    components: Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a request is about: the component (or data product) id and its descriptor mapping."""
+
+    kind: DescriptorKind
+    component_id: str
+    component: Mapping[str, Any]
+
+
+@dataclass(slots=True)
+class CacheStats:
+    """How often the parsed-head cache was used."""
+
+    hits: int = 0
+    misses: int = 0
+
+
+def infer_kind(descriptor: str) -> DescriptorKind:
+    """Guess the kind of a descriptor sent without one (2.1.0 ValidationRequest)."""
+    return DescriptorKind.COMPONENT if _ID_LINE.search(descriptor) else DescriptorKind.DATAPRODUCT
+
+
+def parse_yaml_mapping(text: str, *, what: str = "descriptor") -> Mapping[str, Any]:
+    """Parse YAML text that must be a mapping, or raise InvalidRequestError."""
+    try:
+        document = yaml.load(text, Loader=_Loader)
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        # ValueError: the safe constructor builds dates and times, which may be out of range.
+        raise _invalid(f"{what}: not valid YAML ({exc})") from exc
+    if not isinstance(document, Mapping):
+        raise _invalid(f"{what}: must be a YAML mapping")
+    return document
+
+
+def split_component_descriptor(text: str) -> tuple[str, str] | None:
+    """Split `dataProduct: ...` + a last `componentIdToProvision:` line; None if not so written."""
+    if not text.startswith(_HEAD_START):
+        return None
+    cut = text.rfind(f"\n{_ID_KEY}:")
+    if cut < 0:
+        return None
+    head, tail = text[: cut + 1], text[cut + 1 :]
+    if "\n" in tail.rstrip():
+        return None
+    return head, tail
+
+
+class DescriptorReader:
+    """Finds the target of a request in its descriptor, caching parsed data products."""
+
+    def __init__(self, *, cache_size: int = 8) -> None:
+        self._cache: OrderedDict[tuple[DescriptorKind, bytes], DataProductView] = OrderedDict()
+        self._cache_size = cache_size
+        self.stats = CacheStats()
+
+    def read(self, kind: DescriptorKind, descriptor: str) -> Target:
+        """The target of a descriptor of the given kind; InvalidRequestError if there is none."""
+        if kind is DescriptorKind.DATAPRODUCT:
+            # An unusable text is parsed again, only to raise the precise problem.
+            view = self._cached(kind, descriptor) or _index(parse_yaml_mapping(descriptor))
+            return _data_product_target(view)
+        return self._read_component(descriptor)
+
+    def _read_component(self, descriptor: str) -> Target:
+        split = split_component_descriptor(descriptor)
+        if split is None:
+            return read_component_fully(descriptor)
+        head, tail = split
+        try:
+            # The last line alone fails to parse if it, say, refers to an anchor of the head.
+            last_line = parse_yaml_mapping(tail, what=_ID_KEY)
+        except InvalidRequestError:
+            return read_component_fully(descriptor)
+        view = self._cached(DescriptorKind.COMPONENT, head)
+        if view is None:
+            return read_component_fully(descriptor)
+        return _component_target(view, last_line.get(_ID_KEY))
+
+    def _cached(self, kind: DescriptorKind, text: str) -> DataProductView | None:
+        key = (kind, hashlib.sha256(text.encode(errors="surrogatepass")).digest())
+        view = self._cache.get(key)
+        if view is not None:
+            self.stats.hits += 1
+            self._cache.move_to_end(key)
+            return view
+        self.stats.misses += 1
+        view = _parse_view(kind, text)
+        if view is not None:
+            self._cache[key] = view
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return view
+
+
+def read_component_fully(descriptor: str) -> Target:
+    """The target of a COMPONENT_DESCRIPTOR by parsing the whole text (the reference result)."""
+    document = parse_yaml_mapping(descriptor)
+    data_product = document.get("dataProduct")
+    if not isinstance(data_product, Mapping):
+        raise _invalid("dataProduct: is required and must be a mapping")
+    return _component_target(_index(data_product), document.get(_ID_KEY))
+
+
+def _parse_view(kind: DescriptorKind, text: str) -> DataProductView | None:
+    """Parse a data product (or a `dataProduct:` head); None when it is not usable as one."""
+    if kind is DescriptorKind.COMPONENT and any(mark in text for mark in _DOCUMENT_MARKERS):
+        return None
+    try:
+        document = parse_yaml_mapping(text)
+    except InvalidRequestError:
+        return None
+    data_product = document.get("dataProduct") if kind is DescriptorKind.COMPONENT else document
+    return _index(data_product) if isinstance(data_product, Mapping) else None
+
+
+def _index(data_product: Mapping[str, Any]) -> DataProductView:
+    components: dict[str, Mapping[str, Any]] = {}
+    listed = data_product.get("components")
+    for component in listed if isinstance(listed, list) else ():
+        if isinstance(component, Mapping) and isinstance(component.get("id"), str):
+            components.setdefault(component["id"], component)
+    return DataProductView(data_product, components)
+
+
+def _component_target(view: DataProductView, component_id: object) -> Target:
+    if not isinstance(component_id, str):
+        raise _invalid(f"{_ID_KEY}: is required and must be a string")
+    component = view.components.get(component_id)
+    if component is None:
+        raise _invalid(
+            f"{_ID_KEY}: no component with id {component_id!r} in dataProduct.components"
+        )
+    return Target(DescriptorKind.COMPONENT, component_id, component)
+
+
+def _data_product_target(view: DataProductView) -> Target:
+    data_product_id = view.data_product.get("id")
+    if not isinstance(data_product_id, str):
+        raise _invalid("id: the data product id is required and must be a string")
+    return Target(DescriptorKind.DATAPRODUCT, data_product_id, view.data_product)
+
+
+def _invalid(problem: str) -> InvalidRequestError:
+    return InvalidRequestError([problem], user_message="The descriptor is invalid")

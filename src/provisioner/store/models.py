@@ -1,0 +1,201 @@
+"""The database schema (SQLAlchemy 2 typed declarative); alembic migrations follow it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+ID = 36  # operation ids are UUIDs
+NAME = 512  # deployment unit, component and template ids
+STATUS = 24
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on every backend (SQLite stores them naive, in UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where a UTC timestamp is required")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+JsonValue = JSON(none_as_null=True)
+ACTIVE = text("status IN ('PENDING', 'RUNNING')")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JsonValue}
+
+
+class OperationRow(Base):
+    """A deploy or undeploy of one deployment unit in one environment."""
+
+    __tablename__ = "operations"
+
+    id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    type: Mapped[str] = mapped_column(String(STATUS))
+    deployment_unit_id: Mapped[str] = mapped_column(String(NAME))
+    environment: Mapped[str] = mapped_column(String(NAME))
+    version: Mapped[str | None] = mapped_column(String(NAME))
+    status: Mapped[str] = mapped_column(String(STATUS))
+    remove_data: Mapped[bool] = mapped_column(Boolean, default=False)
+    requested_components: Mapped[Any | None] = mapped_column(JsonValue)
+    retry_of: Mapped[str | None] = mapped_column(String(ID))
+    descriptor: Mapped[str | None] = mapped_column(Text)  # the unit descriptor, as JSON text
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner: Mapped[str | None] = mapped_column(String(200))
+    replica_id: Mapped[str | None] = mapped_column(String(100))
+    fencing: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_operations_unit_environment_id", "deployment_unit_id", "environment", "id"),
+        Index("ix_operations_status_id", "status", "id"),
+        # At most one active operation per deployment unit and environment, across replicas.
+        Index(
+            "uq_operations_one_active",
+            "deployment_unit_id",
+            "environment",
+            unique=True,
+            postgresql_where=ACTIVE,
+            sqlite_where=ACTIVE,
+        ),
+    )
+
+
+class TaskRow(Base):
+    """One step of an operation: provision or unprovision one component (or the system)."""
+
+    __tablename__ = "tasks"
+
+    operation_id: Mapped[str] = mapped_column(
+        String(ID), ForeignKey("operations.id", ondelete="CASCADE"), primary_key=True
+    )
+    component_id: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(STATUS))
+    status: Mapped[str] = mapped_column(String(STATUS))
+    is_system: Mapped[bool] = mapped_column(Boolean)
+    infrastructure_template_id: Mapped[str | None] = mapped_column(String(NAME))
+    depends_on: Mapped[Any] = mapped_column(JsonValue)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    token: Mapped[str | None] = mapped_column(String(1024))
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    public_info: Mapped[Any | None] = mapped_column(JsonValue)
+    private_info: Mapped[Any | None] = mapped_column(JsonValue)
+    logs: Mapped[Any | None] = mapped_column(JsonValue)
+    error: Mapped[Any | None] = mapped_column(JsonValue)
+
+
+class EventRow(Base):
+    """One status transition: the audit trail of an operation."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    operation_id: Mapped[str] = mapped_column(
+        String(ID), ForeignKey("operations.id", ondelete="CASCADE")
+    )
+    component_id: Mapped[str | None] = mapped_column(String(NAME))
+    old_status: Mapped[str | None] = mapped_column(String(STATUS))
+    new_status: Mapped[str] = mapped_column(String(STATUS))
+    at: Mapped[datetime]
+    detail: Mapped[Any | None] = mapped_column(JsonValue)
+
+    __table_args__ = (Index("ix_events_operation_id_id", "operation_id", "id"),)
+
+
+class ReleaseRow(Base):
+    """The state of one deployment unit in one environment."""
+
+    __tablename__ = "releases"
+
+    deployment_unit_id: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    status: Mapped[str] = mapped_column(String(STATUS))
+    version: Mapped[str | None] = mapped_column(String(NAME))
+    descriptor_operation_id: Mapped[str | None] = mapped_column(String(ID))
+    last_operation_id: Mapped[str | None] = mapped_column(String(ID))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_releases_environment_status", "environment", "status"),)
+
+
+class ComponentRow(Base):
+    """One component (or the system, ``is_system``) of a release."""
+
+    __tablename__ = "components"
+
+    deployment_unit_id: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    environment: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    component_id: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    is_system: Mapped[bool] = mapped_column(Boolean)
+    member: Mapped[bool] = mapped_column(Boolean)  # part of the last deployed descriptor
+    status: Mapped[str] = mapped_column(String(STATUS))
+    version: Mapped[str | None] = mapped_column(String(NAME))
+    infrastructure_template_id: Mapped[str | None] = mapped_column(String(NAME))
+    depends_on: Mapped[Any] = mapped_column(JsonValue)
+    last_sent_operation_id: Mapped[str | None] = mapped_column(String(ID))
+    last_provisioned_operation_id: Mapped[str | None] = mapped_column(String(ID))
+    public_info: Mapped[Any | None] = mapped_column(JsonValue)
+    private_info: Mapped[Any | None] = mapped_column(JsonValue)
+    logs: Mapped[Any | None] = mapped_column(JsonValue)
+    last_operation_id: Mapped[str | None] = mapped_column(String(ID))
+    last_operation_type: Mapped[str | None] = mapped_column(String(STATUS))
+    last_task_status: Mapped[str | None] = mapped_column(String(STATUS))
+    last_finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+operations = cast(Table, OperationRow.__table__)
+tasks = cast(Table, TaskRow.__table__)
+events = cast(Table, EventRow.__table__)
+releases = cast(Table, ReleaseRow.__table__)
+components = cast(Table, ComponentRow.__table__)
