@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
@@ -57,6 +58,9 @@ class MockTechAdapter:
         self._clock = clock
         self._operations: dict[str, Operation] = {}
         self._validations: dict[str, ValidationJob] = {}
+        # The last provision/unprovision requests in full, for tests that check what was sent.
+        # Bounded: descriptors of large units are megabytes each.
+        self.requests: deque[dict[str, Any]] = deque(maxlen=32)
 
     async def provision(self, body: bytes, call: CallRecord) -> Answer:
         """POST /v1/provision."""
@@ -71,6 +75,16 @@ class MockTechAdapter:
         call.descriptor_kind, call.remove_data = request.kind.value, request.remove_data
         target = self.reader.read(request.kind, request.descriptor)
         call.component_id = target.component_id
+        self.requests.append(
+            {
+                "action": action.value,
+                "componentId": target.component_id,
+                "descriptorKind": request.kind.value,
+                "removeData": request.remove_data,
+                "descriptor": request.descriptor,
+                "latestEnrichedDescriptor": request.latest_enriched_descriptor,
+            }
+        )
         behaviour = parse_behaviour(target.component, self.defaults)
         record = self.components.get(target.component_id)
         if record.take_transient_error(action, behaviour.transient_errors):

@@ -130,6 +130,11 @@ def _control_routes(adapter: MockTechAdapter) -> list[BaseRoute]:
     async def components(request: Request) -> Response:
         return _response(answers.json_answer(adapter.components.to_json()))
 
+    async def requests(request: Request) -> Response:
+        wanted = request.query_params.get("componentId")
+        recent = [item for item in adapter.requests if wanted in (None, item["componentId"])]
+        return _response(answers.json_answer({"requests": recent}))
+
     async def forget_tokens(request: Request) -> Response:
         return _response(answers.json_answer({"forgotten": adapter.forget_tokens()}))
 
@@ -139,6 +144,7 @@ def _control_routes(adapter: MockTechAdapter) -> list[BaseRoute]:
     return [
         Route("/mock/calls", calls, methods=["GET", "DELETE"]),
         Route("/mock/components", components, methods=["GET"]),
+        Route("/mock/requests", requests, methods=["GET"]),
         Route("/mock/forget-tokens", forget_tokens, methods=["POST"]),
         Route("/mock/health", health, methods=["GET"]),
     ]

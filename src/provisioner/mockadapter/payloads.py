@@ -20,6 +20,7 @@ class ProvisioningRequest:
     kind: DescriptorKind
     descriptor: str
     remove_data: bool
+    latest_enriched_descriptor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,12 @@ def parse_provisioning_request(body: bytes | str) -> ProvisioningRequest:
         kind=DescriptorKind(payload["descriptorKind"]),
         descriptor=payload["descriptor"],
         remove_data=bool(payload.get("removeData")),
+        latest_enriched_descriptor=_optional_text(payload.get("latestEnrichedDescriptor")),
     )
+
+
+def _optional_text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def parse_validation_request(body: bytes | str) -> ProvisioningRequest:

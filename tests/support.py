@@ -1,0 +1,158 @@
+"""Test helpers: loopback servers, descriptor builders, waiting on conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+MOCK = "urn:test:itm:mock:0"  # registered: the mock adapter
+SYSTEM = "urn:test:itm:system:0"  # registered: the mock adapter, for the unit itself
+LIMITED = "urn:test:itm:limited:0"  # registered with maxConcurrency 2
+DEAD = "urn:test:itm:dead:0"  # registered at a port where nothing listens
+UNKNOWN = "urn:test:itm:unknown:0"  # not registered
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServerThread:
+    """A uvicorn server on a loopback port, in a thread with its own event loop."""
+
+    def __init__(self, app: Any, *, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self, timeout: float = 30.0) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("the server thread died while starting")
+            if time.monotonic() > deadline:
+                raise TimeoutError("the server did not start in time")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+
+def registry_yaml(mock_url: str) -> str:
+    return f"""
+techAdapters:
+  - infrastructureTemplateId: {MOCK}
+    url: {mock_url}
+  - infrastructureTemplateId: {SYSTEM}
+    url: {mock_url}
+  - infrastructureTemplateId: {LIMITED}
+    url: {mock_url}
+    maxConcurrency: 2
+  - infrastructureTemplateId: {DEAD}
+    url: http://127.0.0.1:9
+"""
+
+
+def write_registry(directory: Path, mock_url: str) -> Path:
+    path = directory / "registry.yaml"
+    path.write_text(registry_yaml(mock_url))
+    return path
+
+
+def component(
+    component_id: str,
+    *,
+    depends_on: list[str] | None = None,
+    template: str = MOCK,
+    kind: str = "workload",
+    version: str | None = "1.0.0",
+    **mock: Any,
+) -> dict[str, Any]:
+    """A component whose ``specific.mock`` is ``mock`` (latencyMs, mode, fail...)."""
+    item: dict[str, Any] = {
+        "id": component_id,
+        "name": component_id.rsplit(":", 1)[-1],
+        "kind": kind,
+        "infrastructureTemplateId": template,
+        "dependsOn": depends_on or [],
+        "specific": {"mock": mock} if mock else {},
+    }
+    if version is not None:
+        item["version"] = version
+    return item
+
+
+def unit(
+    unit_id: str,
+    components: list[dict[str, Any]],
+    *,
+    environment: str = "development",
+    version: str = "1.0.0",
+    template: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "id": unit_id,
+        "name": unit_id.rsplit(":", 1)[-1],
+        "kind": "dataproduct",
+        "version": version,
+        "environment": environment,
+        "components": components,
+        **extra,
+    }
+    if template is not None:
+        document["infrastructureTemplateId"] = template
+    return document
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, interval: float = 0.02
+) -> Any:
+    """Poll ``check`` until it returns something truthy, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
+        await asyncio.sleep(interval)
+
+
+async def finished_operation(
+    client: httpx.AsyncClient, operation_id: str, *, timeout: float = 30.0
+) -> dict[str, Any]:
+    """Wait until the operation has ended; return it."""
+
+    async def ended() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await client.get(f"/v1/operations/{operation_id}")).json()
+        return body if body["status"] in ("SUCCEEDED", "FAILED", "CANCELLED") else None
+
+    result: dict[str, Any] = await wait_until(ended, timeout=timeout)
+    return result
+
+
+def tasks_by_id(operation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {task["componentId"]: task for task in operation["tasks"]}
