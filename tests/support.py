@@ -128,21 +128,21 @@ def unit(
 
 
 async def wait_until(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, interval: float = 0.02
+    check: Callable[[], Awaitable[Any]], *, deadline_seconds: float = 20.0, interval: float = 0.02
 ) -> Any:
     """Poll ``check`` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + deadline_seconds
     while True:
         value = await check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
+            raise AssertionError(f"condition not met within {deadline_seconds} s (last: {value!r})")
         await asyncio.sleep(interval)
 
 
 async def finished_operation(
-    client: httpx.AsyncClient, operation_id: str, *, timeout: float = 30.0
+    client: httpx.AsyncClient, operation_id: str, *, deadline_seconds: float = 30.0
 ) -> dict[str, Any]:
     """Wait until the operation has ended; return it."""
 
@@ -150,7 +150,7 @@ async def finished_operation(
         body: dict[str, Any] = (await client.get(f"/v1/operations/{operation_id}")).json()
         return body if body["status"] in ("SUCCEEDED", "FAILED", "CANCELLED") else None
 
-    result: dict[str, Any] = await wait_until(ended, timeout=timeout)
+    result: dict[str, Any] = await wait_until(ended, deadline_seconds=deadline_seconds)
     return result
 
 

@@ -3,6 +3,7 @@ on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import httpx
@@ -71,7 +72,7 @@ async def test_deploys_system_first_then_each_component_after_its_dependencies(
     operation = await deploy(client, document)
 
     assert operation["status"] == "SUCCEEDED"
-    assert [task["componentId"] for task in operation["tasks"]][0] == unit_id
+    assert next(task["componentId"] for task in operation["tasks"]) == unit_id
     calls = {
         call["componentId"]: call
         for call in await calls_for(mock, {unit_id, a, b, c, d}, "provision")
@@ -229,7 +230,7 @@ async def test_undeploy_runs_in_reverse_order_with_remove_data(
     calls = await calls_for(mock, {unit_id, a, b, c}, "unprovision")
     assert [call["componentId"] for call in calls] == [c, b, a, unit_id]
     assert all(call["removeData"] is True for call in calls)
-    for earlier, later in zip(calls, calls[1:], strict=False):
+    for earlier, later in itertools.pairwise(calls):
         assert later["receivedAt"] >= earlier["answeredAt"]
     adapter_view = (await mock.get("/mock/components")).json()
     assert adapter_view[a] == adapter_view[a] | {"provisioned": False, "lastRemoveData": True}
