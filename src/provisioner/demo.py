@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import tempfile
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,6 @@ from provisioner.progress import follow, print_release, report_refusal
 from provisioner.resources import bundled
 from provisioner.settings import Settings
 
-EXAMPLE_ADAPTER_URL = "http://127.0.0.1:8093"
-
 
 def run_demo(*, port: int, adapter_port: int, database_url: str, stay: bool) -> int:
     configure_logging(fmt="console", level="WARNING")
@@ -33,37 +31,32 @@ def run_demo(*, port: int, adapter_port: int, database_url: str, stay: bool) -> 
 
 async def _demo(port: int, adapter_port: int, database_url: str, stay: bool) -> int:
     examples = bundled("examples", "data-product.yaml")
-    with tempfile.TemporaryDirectory() as scratch:
-        config = Path(scratch) / "config.yaml"
-        config.write_text(
-            (examples / "config.yaml")
-            .read_text()
-            .replace(EXAMPLE_ADAPTER_URL, f"http://127.0.0.1:{adapter_port}")
+    # The example registry reads the mock adapter's address from this variable.
+    os.environ["MOCK_ADAPTER_URL"] = f"http://127.0.0.1:{adapter_port}"
+    settings = Settings(database_url=database_url, config=examples / "config.yaml", port=port)
+    servers = [
+        uvicorn.Server(_config(create_mock_app(), adapter_port)),
+        uvicorn.Server(_config(create_app(settings), port)),
+    ]
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    try:
+        if not await _started(servers, tasks):
+            return 2
+        url = f"http://127.0.0.1:{port}"
+        print(
+            f"provisioner on {url} (database {database_url}), mock Tech Adapter on port "
+            f"{adapter_port}\n"
         )
-        settings = Settings(database_url=database_url, config=config, port=port)
-        servers = [
-            uvicorn.Server(_config(create_mock_app(), adapter_port)),
-            uvicorn.Server(_config(create_app(settings), port)),
-        ]
-        tasks = [asyncio.create_task(server.serve()) for server in servers]
-        try:
-            if not await _started(servers, tasks):
-                return 2
-            url = f"http://127.0.0.1:{port}"
-            print(
-                f"provisioner on {url} (database {database_url}), mock Tech Adapter on port "
-                f"{adapter_port}\n"
-            )
-            code = await asyncio.to_thread(_deploy_example, url, examples / "data-product.yaml")
-            if stay and code == 0:
-                print(f"\nAPI docs: {url}/docs  -  stop with Ctrl-C")
-                await asyncio.gather(*tasks)
-            return code
-        finally:
-            for server in servers:
-                server.should_exit = True
-            with contextlib.suppress(Exception):
-                await asyncio.gather(*tasks)
+        code = await asyncio.to_thread(_deploy_example, url, examples / "data-product.yaml")
+        if stay and code == 0:
+            print(f"\nAPI docs: {url}/docs  -  stop with Ctrl-C")
+            await asyncio.gather(*tasks)
+        return code
+    finally:
+        for server in servers:
+            server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*tasks)
 
 
 def _config(app: Any, port: int) -> uvicorn.Config:

@@ -11,7 +11,9 @@ Read from the YAML file named by ``PROVISIONER_CONFIG``::
         maxConcurrency: 8                       # optional: calls in flight to this adapter
         headers: {Authorization: "Bearer ${SNOWFLAKE_TA_TOKEN}"}   # optional, ${VAR} from env
 
-Adapter URLs come only from here, never from a descriptor.
+``${VAR}`` (or ``${VAR:-default}``) in any value is replaced from the environment; an unset
+variable without a default is a configuration error. Adapter URLs come only from here, never
+from a descriptor.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from provisioner.engine.ports import AdapterEndpoint
 from provisioner.errors import ConfigurationError
 
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class _AdapterEntry(BaseModel):
@@ -154,12 +156,18 @@ class AdapterRegistry:
 def _expand(value: object, environ: Mapping[str, str]) -> object:
     """Replace ``${VAR}`` in every string value; an unset variable is a configuration error."""
     if isinstance(value, str):
-        missing = sorted({name for name in _VARIABLE.findall(value) if name not in environ})
+        missing = sorted(
+            {
+                match.group(1)
+                for match in _VARIABLE.finditer(value)
+                if match.group(1) not in environ and match.group(2) is None
+            }
+        )
         if missing:
             raise ConfigurationError(
                 "the adapter registry refers to unset environment variables: " + ", ".join(missing)
             )
-        return _VARIABLE.sub(lambda match: environ[match.group(1)], value)
+        return _VARIABLE.sub(lambda match: environ.get(match.group(1), match.group(2)), value)
     if isinstance(value, dict):
         return {key: _expand(item, environ) for key, item in value.items()}
     if isinstance(value, list):
