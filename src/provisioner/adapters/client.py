@@ -98,7 +98,7 @@ class TechAdapterClient:
         path = _PATHS[request.action]
         response = await self._post(endpoint, path, _provisioning_body(request))
         if response.status_code == 202:
-            token = decode_token(response.text, response.headers.get("content-type", ""))
+            token = decode_token(response.text)
             if token is None:
                 raise _protocol_error(
                     endpoint, "POST", path, response, "202 without a usable token"
@@ -133,7 +133,7 @@ class TechAdapterClient:
         response = await self._post(endpoint, "/v2/validate", body, idempotent=True)
         if response.status_code != 202:
             raise _answer_error(endpoint, "POST", "/v2/validate", response)
-        token = decode_token(response.text, response.headers.get("content-type", ""))
+        token = decode_token(response.text)
         if token is None:
             raise _protocol_error(endpoint, "POST", "/v2/validate", response, "no usable token")
         status = await self._poll(
@@ -151,7 +151,7 @@ class TechAdapterClient:
         body = json.dumps({"refs": refs, "provisionInfo": {"request": request, "result": result}})
         response = await self._post(endpoint, "/v1/updateacl", body.encode())
         if response.status_code == 202:
-            token = decode_token(response.text, response.headers.get("content-type", ""))
+            token = decode_token(response.text)
             if token is None:
                 raise _protocol_error(endpoint, "POST", "/v1/updateacl", response, "no token")
             return await self.wait(endpoint, token)
@@ -166,7 +166,7 @@ class TechAdapterClient:
         path = "/v1/reverse-provisioning"
         response = await self._post(endpoint, path, json.dumps(body).encode(), idempotent=True)
         if response.status_code == 202:
-            token = decode_token(response.text, response.headers.get("content-type", ""))
+            token = decode_token(response.text)
             if token is None:
                 raise _protocol_error(endpoint, "POST", path, response, "no usable token")
             status = await self._poll(

@@ -23,6 +23,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -33,7 +34,7 @@ _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class _AdapterEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     infrastructure_template_id: str = Field(alias="infrastructureTemplateId", min_length=1)
     url: str | None = None
@@ -61,13 +62,18 @@ class _AdapterEntry(BaseModel):
 
 
 class _RegistryFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
 
     tech_adapters: list[_AdapterEntry] = Field(default_factory=list, alias="techAdapters")
 
 
 def _check_url(value: str) -> str:
-    if not re.match(r"^https?://[^\s/]+", value):
+    try:
+        url = httpx.URL(value)
+        url.port  # noqa: B018 - parsing the port is what raises for a bad one
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise ValueError(f"{value!r} is not a usable URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host or any(c.isspace() for c in value):
         raise ValueError(f"{value!r} is not an http(s) URL")
     return value.rstrip("/")
 
@@ -154,22 +160,35 @@ class AdapterRegistry:
 
 
 def _expand(value: object, environ: Mapping[str, str]) -> object:
-    """Replace ``${VAR}`` in every string value; an unset variable is a configuration error."""
-    if isinstance(value, str):
-        missing = sorted(
-            {
-                match.group(1)
-                for match in _VARIABLE.finditer(value)
-                if match.group(1) not in environ and match.group(2) is None
-            }
+    """Replace ``${VAR}`` in every string value; unset variables without a default are a
+    configuration error that names all of them."""
+    missing = sorted(_missing(value, environ))
+    if missing:
+        raise ConfigurationError(
+            "the adapter registry refers to unset environment variables: " + ", ".join(missing)
         )
-        if missing:
-            raise ConfigurationError(
-                "the adapter registry refers to unset environment variables: " + ", ".join(missing)
-            )
+    return _substitute(value, environ)
+
+
+def _missing(value: object, environ: Mapping[str, str]) -> set[str]:
+    if isinstance(value, str):
+        return {
+            match.group(1)
+            for match in _VARIABLE.finditer(value)
+            if match.group(1) not in environ and match.group(2) is None
+        }
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return set().union(*(_missing(item, environ) for item in value))
+    return set()
+
+
+def _substitute(value: object, environ: Mapping[str, str]) -> object:
+    if isinstance(value, str):
         return _VARIABLE.sub(lambda match: environ.get(match.group(1), match.group(2)), value)
     if isinstance(value, dict):
-        return {key: _expand(item, environ) for key, item in value.items()}
+        return {key: _substitute(item, environ) for key, item in value.items()}
     if isinstance(value, list):
-        return [_expand(item, environ) for item in value]
+        return [_substitute(item, environ) for item in value]
     return value

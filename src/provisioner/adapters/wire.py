@@ -104,15 +104,18 @@ class WireReverseProvisioningStatus(_Lenient):
     logs: list[dict[str, Any]] = Field(default_factory=list)
 
 
-def decode_token(body: str, content_type: str) -> str | None:
+def decode_token(body: str) -> str | None:
     """The token of a 202 answer: raw text, ``text/plain`` or a JSON-quoted string."""
     text = body.strip()
-    if "json" in content_type or text.startswith('"'):
+    if text.startswith('"'):
         try:
             value = json.loads(text)
         except ValueError:
             return None
         text = value if isinstance(value, str) else ""
+    elif text[:1] in ("{", "[") or text in ("null", "true", "false"):
+        return None  # a JSON value, but not a string: no token
+    # Otherwise raw text, whatever the label: Spring sends a String body unquoted even as JSON.
     if not text or len(text) > 1024 or any(ch in text for ch in "\r\n\t"):
         return None
     return text

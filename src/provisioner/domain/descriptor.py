@@ -16,7 +16,7 @@ from provisioner.errors import BadRequestError, Problem
 
 MAX_ID_LENGTH = 512
 # Ids are opaque, but they travel in URL path segments and log lines.
-_ID_FORBIDDEN = re.compile(r"[/\s\x00-\x1f\x7f]")
+_ID_FORBIDDEN = re.compile(r"[/\s\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, slots=True)

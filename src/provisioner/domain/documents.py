@@ -70,20 +70,33 @@ def load_json(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
         value = json.loads(data)
     except (ValueError, RecursionError) as exc:
         raise BadRequestError(f"malformed JSON: {exc}") from None
-    check_depth(value, max_depth=max_depth)
+    _check_json(value, max_depth=max_depth)
     return value
 
 
-def check_depth(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
-    """Refuse data nested deeper than ``max_depth`` (checked without recursion)."""
+def _check_json(value: Any, *, max_depth: int) -> None:
+    """Refuse nesting deeper than ``max_depth`` containers, and text that is not Unicode
+    (JSON can escape lone surrogates, which no UTF-8 encoder accepts); without recursion."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict | list):
+        if isinstance(item, str):
+            _require_unicode(item)
+        elif isinstance(item, dict | list):
             if depth > max_depth:
                 raise BadRequestError(f"the document is nested deeper than {max_depth} levels")
+            if isinstance(item, dict):
+                for key in item:
+                    _require_unicode(key)
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
+
+
+def _require_unicode(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequestError("the document contains text that is not valid Unicode") from None
 
 
 def _describe(exc: yaml.YAMLError) -> str:
@@ -112,7 +125,9 @@ def _check_node_graph(root: yaml.Node, *, max_nodes: int, max_depth: int) -> Non
             on_path.discard(key)
             children = _children(node)
             size[key] = 1 + sum(size[id(child)] for child in children)
-            depth[key] = 1 + max((depth[id(child)] for child in children), default=0)
+            # Depth counts containers, as for JSON: a scalar adds no level.
+            level = 0 if isinstance(node, yaml.ScalarNode) else 1
+            depth[key] = level + max((depth[id(child)] for child in children), default=0)
             if size[key] > max_nodes:
                 raise BadRequestError(
                     f"the document expands to more than {max_nodes} nodes (aliases)"

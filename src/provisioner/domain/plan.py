@@ -68,11 +68,13 @@ def dependency_problems(unit: DeploymentUnit, *, path: str = "descriptor") -> li
     for members in nx.strongly_connected_components(graph):
         if len(members) == 1 and not any(graph.has_edge(m, m) for m in members):
             continue
-        first = min(members, key=lambda member: by_id[member].position)
-        cycle = [edge[0] for edge in nx.find_cycle(graph.subgraph(members), source=first)]
+        cycle = [edge[0] for edge in nx.find_cycle(graph.subgraph(members))]
+        # Start the story at the cycle's first component in descriptor order, and point there.
+        first = min(range(len(cycle)), key=lambda i: by_id[cycle[i]].position)
+        cycle = cycle[first:] + cycle[:first]
         problems.append(
             Problem(
-                f"{path}.components[{by_id[first].position}].dependsOn",
+                f"{path}.components[{by_id[cycle[0]].position}].dependsOn",
                 "dependency cycle: " + " -> ".join([*cycle, cycle[0]]) + " (-> means depends on)",
             )
         )

@@ -17,8 +17,11 @@ class _Waiter:
 class Slots:
     """A counting semaphore with a second, per-key limit.
 
-    ``try_acquire`` grants at once or not at all (and never jumps the queue), so a finishing
-    task can hand its slot to a successor within the same database write; ``acquire`` waits.
+    ``try_acquire`` grants at once or not at all, so a finishing task can hand its slot to a
+    successor within the same database write; ``acquire`` waits. Nobody jumps the queue: a
+    release grants the waiters that fit before anyone else can ask, so every waiter left in the
+    queue is blocked by a limit (the global one, or its own adapter's), and a caller that fits
+    takes only what no waiter can use.
     """
 
     def __init__(self, limit: int) -> None:
@@ -39,8 +42,8 @@ class Slots:
         self._per_key[key] += 1
 
     def try_acquire(self, key: str, limit: int | None) -> bool:
-        """Take a slot if one is free and nobody is queued for one."""
-        if self._waiters or not self._fits(key, limit):
+        """Take a slot if one is free for this key."""
+        if not self._fits(key, limit):
             return False
         self._take(key)
         return True
