@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import structlog
@@ -15,7 +16,7 @@ from provisioner import __version__
 from provisioner.adapters.client import ClientPolicy, TechAdapterClient
 from provisioner.adapters.registry import AdapterRegistry
 from provisioner.api.limits import BodyLimitMiddleware
-from provisioner.api.problems import install_problem_handlers
+from provisioner.api.problems import install_problem_handlers, problem_documents
 from provisioner.api.routes import router
 from provisioner.api.schemas import Health
 from provisioner.engine.worker import Worker, WorkerConfig, utc_now
@@ -130,10 +131,22 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    _publish_problems(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.include_router(router)
     _add_health(app)
     return app
+
+
+def _publish_problems(app: FastAPI) -> None:
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problem_documents(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _add_health(app: FastAPI) -> None:

@@ -99,6 +99,20 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem(500, "internal-error", "Internal error", "an unexpected error occurred")
 
 
+def problem_documents(schema: dict[str, Any]) -> dict[str, Any]:
+    """Publish every 4xx/5xx answer of the OpenAPI document as a problem details body."""
+    problem_schema = {"$ref": "#/components/schemas/ProblemOut"}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for code, response in operation.get("responses", {}).items():
+                if code.isdigit() and int(code) >= 400:
+                    response["content"] = {PROBLEM_JSON: {"schema": problem_schema}}
+    schemas = schema.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    return schema
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProvisionerError, _provisioner_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

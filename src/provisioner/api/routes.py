@@ -40,9 +40,9 @@ Service = Annotated[DeploymentService, Depends(_service)]
 
 
 def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        code: {"model": ProblemOut, "content": {"application/problem+json": {}}} for code in codes
-    }
+    # Registered with the model so that its schema is published; ``problem_documents`` moves
+    # every error answer to application/problem+json.
+    return {code: {"model": ProblemOut} for code in codes}
 
 
 _DESCRIPTOR_BODY: dict[str, Any] = {

@@ -286,8 +286,13 @@ class ProblemOut(Schema):
     title: str
     status: int
     detail: str
-    errors: list[ProblemItem] | None = None
-    operation_id: str | None = None
+    errors: list[ProblemItem] | None = Field(
+        default=None, description="every individual problem, with the path it concerns"
+    )
+    operation_id: str | None = Field(default=None, description="409: the active operation")
+    adapter_error: dict[str, Any] | None = Field(
+        default=None, description="502: what the Tech Adapter answered"
+    )
 
 
 class Health(Schema):

@@ -1,0 +1,197 @@
+"""The SQL store on SQLite and PostgreSQL: migrations, the one-active-operation rule,
+claiming, leases and fencing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import insert
+
+from provisioner.domain.descriptor import parse_descriptor
+from provisioner.domain.plan import plan_deploy
+from provisioner.domain.status import OperationType, TaskStatus
+from provisioner.engine.ports import Event, StateWrite
+from provisioner.errors import OperationActiveError
+from provisioner.service import new_operation_id
+from provisioner.store.database import Database
+from provisioner.store.migrate import current_revision, head_revision, migrate
+from provisioner.store.models import Base, operations
+from provisioner.store.operations import SqlOperationStore
+from provisioner.store.submissions import NewOperation, ReleaseSnapshot, Submissions
+from tests.support import component, unit
+
+LEASE = 30.0
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    db = Database(database_url)
+    await migrate(db)
+    yield db
+    await db.dispose()
+
+
+def planner(unit_id: str, operation_id: str | None = None):  # type: ignore[no-untyped-def]
+    parsed = parse_descriptor(unit(unit_id, [component("a"), component("b", depends_on=["a"])]))
+    new_id = operation_id or new_operation_id()
+
+    def plan(_snapshot: ReleaseSnapshot) -> NewOperation:
+        return NewOperation(
+            id=new_id,
+            type=OperationType.DEPLOY,
+            deployment_unit_id=unit_id,
+            environment="development",
+            version="1.0.0",
+            remove_data=False,
+            plan=plan_deploy(parsed.unit),
+            created_at=datetime.now(UTC),
+            descriptor_json="{}",
+        )
+
+    return plan
+
+
+async def test_migrations_reach_head_and_match_the_models(database: Database) -> None:
+    """Upgrading twice is harmless, and autogenerate finds no drift from the models."""
+    await migrate(database)
+    assert await current_revision(database) == head_revision()
+    async with database.engine.connect() as conn:
+        diff = await conn.run_sync(
+            lambda sync: compare_metadata(
+                MigrationContext.configure(sync, opts={"compare_type": True}), Base.metadata
+            )
+        )
+    assert diff == []
+
+
+async def test_one_active_operation_per_release_even_when_submitted_at_once(
+    database_url: str, database: Database
+) -> None:
+    """Two replicas submitting the same deploy at the same instant: one wins, one gets 409."""
+    other = Database(database_url)
+    try:
+        results = await asyncio.gather(
+            Submissions(database).submit("u1", "development", planner("u1")),
+            Submissions(other).submit("u1", "development", planner("u1")),
+            return_exceptions=True,
+        )
+    finally:
+        await other.dispose()
+    winners = [r for r in results if isinstance(r, str)]
+    losers = [r for r in results if isinstance(r, OperationActiveError)]
+    assert len(winners) == 1, results
+    assert len(losers) == 1, results
+    assert losers[0].operation_id == winners[0]
+
+
+async def test_the_database_itself_refuses_a_second_active_operation(database: Database) -> None:
+    """The partial unique index holds even for writes that skip the service's checks."""
+    await Submissions(database).submit("u2", "development", planner("u2"))
+    now = datetime.now(UTC)
+    with pytest.raises(Exception, match=r"(?i)unique"):
+        async with database.write() as conn:
+            await conn.execute(
+                insert(operations).values(
+                    id=new_operation_id(),
+                    type="DEPLOY",
+                    deployment_unit_id="u2",
+                    environment="development",
+                    status="RUNNING",
+                    remove_data=False,
+                    cancel_requested=False,
+                    fencing=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+
+
+async def test_an_operation_is_claimed_by_one_owner_and_fenced_after_a_takeover(
+    database: Database,
+) -> None:
+    """A claim takes a pending operation once; after the lease lapses another owner takes it
+    with a higher fence, and the first owner's writes are refused."""
+    store = SqlOperationStore(database)
+    operation_id = await Submissions(database).submit("u3", "development", planner("u3"))
+    now = datetime.now(UTC)
+
+    first = await store.claim(owner="r1/a", replica_id="r1", limit=10, lease_seconds=LEASE, now=now)
+    assert [c.header.id for c in first] == [operation_id]
+    assert [t.component_id for t in first[0].tasks] == ["u3", "a", "b"]
+    assert (
+        await store.claim(owner="r2/a", replica_id="r2", limit=10, lease_seconds=LEASE, now=now)
+        == []
+    )
+
+    later = now + timedelta(seconds=LEASE + 1)
+    second = await store.claim(
+        owner="r2/a", replica_id="r2", limit=10, lease_seconds=LEASE, now=later
+    )
+    assert second[0].fence.token == first[0].fence.token + 1
+
+    stale = StateWrite(fence=first[0].fence, header=first[0].header, tasks=[first[0].tasks[0]])
+    stale.tasks[0].status = TaskStatus.SUCCEEDED
+    assert await store.apply([stale], lease_seconds=LEASE) == {operation_id}
+    fresh = StateWrite(
+        fence=second[0].fence,
+        header=second[0].header,
+        events=[Event(None, "RUNNING", "RUNNING", later)],
+    )
+    assert await store.apply([fresh], lease_seconds=LEASE) == set()
+    lost, _ = await store.renew_leases([first[0].fence], lease_seconds=LEASE, now=later)
+    assert lost == {operation_id}
+
+
+async def test_a_restarted_replica_takes_back_its_operations_at_once(database: Database) -> None:
+    """Same replica id, new process: no need to wait for the lease to lapse."""
+    store = SqlOperationStore(database)
+    await Submissions(database).submit("u4", "development", planner("u4"))
+    now = datetime.now(UTC)
+    await store.claim(owner="r1/old", replica_id="r1", limit=10, lease_seconds=LEASE, now=now)
+    assert (
+        await store.claim(owner="r2/x", replica_id="r2", limit=10, lease_seconds=LEASE, now=now)
+        == []
+    )
+    again = await store.claim(
+        owner="r1/new", replica_id="r1", limit=10, lease_seconds=LEASE, now=now
+    )
+    assert len(again) == 1
+
+
+async def test_a_handed_back_operation_is_claimable_at_once(database: Database) -> None:
+    store = SqlOperationStore(database)
+    await Submissions(database).submit("u5", "development", planner("u5"))
+    now = datetime.now(UTC)
+    claimed = await store.claim(
+        owner="r1/a", replica_id="r1", limit=10, lease_seconds=LEASE, now=now
+    )
+    await store.release_leases([claimed[0].fence])
+    taken = await store.claim(owner="r2/a", replica_id="r2", limit=10, lease_seconds=LEASE, now=now)
+    assert [c.header.id for c in taken] == [claimed[0].header.id]
+
+
+async def test_pending_operations_are_claimed_in_submission_order(database: Database) -> None:
+    store = SqlOperationStore(database)
+    submitted = [
+        await Submissions(database).submit(f"order-{i}", "development", planner(f"order-{i}"))
+        for i in range(5)
+    ]
+    now = datetime.now(UTC)
+    first = await store.claim(owner="r/a", replica_id="r", limit=2, lease_seconds=LEASE, now=now)
+    rest = await store.claim(owner="r/a", replica_id="r", limit=10, lease_seconds=LEASE, now=now)
+    assert [c.header.id for c in first + rest] == submitted
+
+
+async def test_a_cancel_request_is_seen_by_the_owner(database: Database) -> None:
+    store = SqlOperationStore(database)
+    operation_id = await Submissions(database).submit("u6", "development", planner("u6"))
+    now = datetime.now(UTC)
+    claimed = await store.claim(owner="r/a", replica_id="r", limit=1, lease_seconds=LEASE, now=now)
+    assert await Submissions(database).request_cancel(operation_id, now=now) == "RUNNING"
+    lost, cancels = await store.renew_leases([claimed[0].fence], lease_seconds=None, now=now)
+    assert (lost, cancels) == (set(), {operation_id})

@@ -1,0 +1,252 @@
+"""In-memory implementations of the engine's ports, for engine tests without I/O."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from provisioner.domain.descriptor import parse_descriptor
+from provisioner.domain.plan import plan_deploy
+from provisioner.domain.status import (
+    ComponentStatus,
+    OperationStatus,
+    OperationType,
+    TaskStatus,
+)
+from provisioner.engine.ports import (
+    Accepted,
+    AdapterEndpoint,
+    AdapterRequest,
+    ClaimedOperation,
+    ComponentState,
+    Fence,
+    OperationHeader,
+    ProvisioningResult,
+    StateWrite,
+    TaskState,
+)
+from provisioner.errors import AdapterError
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class FakeDirectory:
+    """Every template resolves, except those listed as missing; limits per template."""
+
+    def __init__(
+        self,
+        *,
+        limits: dict[str, int] | None = None,
+        timeouts: dict[str, float] | None = None,
+        missing: set[str] | None = None,
+    ) -> None:
+        self.limits = limits or {}
+        self.timeouts = timeouts or {}
+        self.missing = missing or set()
+
+    def resolve(self, template: str, environment: str) -> AdapterEndpoint | None:
+        if template in self.missing:
+            return None
+        return AdapterEndpoint(
+            infrastructure_template_id=template,
+            url=f"http://{template}",
+            timeout_seconds=self.timeouts.get(template, 60.0),
+            max_concurrency=self.limits.get(template),
+        )
+
+
+@dataclass
+class Script:
+    """How the fake adapter answers for one component."""
+
+    fail: bool = False
+    error: AdapterError | None = None
+    token: str | None = None  # answer 202 with this token
+    gate: asyncio.Event | None = None  # block the call until set
+    info: dict[str, Any] = field(default_factory=lambda: {"url": "x"})
+
+
+class FakeAdapters:
+    """Records calls; answers from per-component scripts; tracks calls in flight."""
+
+    def __init__(self, scripts: dict[str, Script] | None = None) -> None:
+        self.scripts = scripts or {}
+        self.started: list[str] = []
+        self.waited: list[tuple[str, str]] = []
+        self.requests: dict[str, AdapterRequest] = {}
+        self.finished: list[str] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.in_flight_by_template: dict[str, int] = {}
+        self.max_by_template: dict[str, int] = {}
+        self.changed = asyncio.Condition()
+
+    def _script(self, component_id: str) -> Script:
+        return self.scripts.setdefault(component_id, Script())
+
+    async def start(
+        self, endpoint: AdapterEndpoint, request: AdapterRequest
+    ) -> ProvisioningResult | Accepted:
+        component_id = _component_of(request)
+        self.started.append(component_id)
+        self.requests[component_id] = request
+        script = self._script(component_id)
+        if script.token is not None:
+            return Accepted(script.token)
+        return await self._run(endpoint, component_id, script)
+
+    async def wait(self, endpoint: AdapterEndpoint, token: str) -> ProvisioningResult:
+        component_id = next(cid for cid, s in self.scripts.items() if s.token == token)
+        self.waited.append((component_id, token))
+        return await self._run(endpoint, component_id, self._script(component_id))
+
+    async def _run(
+        self, endpoint: AdapterEndpoint, component_id: str, script: Script
+    ) -> ProvisioningResult:
+        template = endpoint.infrastructure_template_id
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.in_flight_by_template[template] = self.in_flight_by_template.get(template, 0) + 1
+        self.max_by_template[template] = max(
+            self.max_by_template.get(template, 0), self.in_flight_by_template[template]
+        )
+        async with self.changed:
+            self.changed.notify_all()
+        try:
+            if script.gate is not None:
+                await script.gate.wait()
+            else:
+                await asyncio.sleep(0)
+            if script.error is not None:
+                raise script.error
+            self.finished.append(component_id)
+            async with self.changed:
+                self.changed.notify_all()
+            if script.fail:
+                return ProvisioningResult(
+                    False, error={"message": "the Tech Adapter reported FAILED"}
+                )
+            return ProvisioningResult(
+                True, public_info=script.info, private_info={"s": component_id}
+            )
+        finally:
+            self.in_flight -= 1
+            self.in_flight_by_template[template] -= 1
+
+    async def until_finished(self, component_id: str) -> None:
+        async with self.changed:
+            await self.changed.wait_for(lambda: component_id in self.finished)
+
+    async def until_started(self, component_id: str) -> None:
+        async with self.changed:
+            await self.changed.wait_for(
+                lambda: (
+                    component_id in self.started or any(c == component_id for c, _ in self.waited)
+                )
+            )
+
+
+def _component_of(request: AdapterRequest) -> str:
+    text = request.descriptor.text
+    if request.descriptor_kind == "DATAPRODUCT_DESCRIPTOR":
+        return next(
+            line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("id:")
+        )
+    last = text.rstrip().splitlines()[-1]
+    return last.split(":", 1)[1].strip().strip("'\"")
+
+
+class FakeStore:
+    """Applies writes to nothing but a list; fences can be made to fail."""
+
+    def __init__(self) -> None:
+        self.writes: list[StateWrite] = []
+        self.applies: list[int] = []  # batch sizes
+        self.lost: set[str] = set()
+        self.failures: list[Exception] = []  # raised by the next apply calls, in order
+        self.snapshots: list[list[tuple[str, str]]] = []
+
+    async def apply(self, writes: Sequence[StateWrite], *, lease_seconds: float) -> set[str]:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.applies.append(len(writes))
+        failed = {w.fence.operation_id for w in writes if w.fence.operation_id in self.lost}
+        for write in writes:
+            if write.fence.operation_id not in failed:
+                self.writes.append(write)
+                self.snapshots.append([(t.component_id, t.status.value) for t in write.tasks])
+        return failed
+
+    async def claim(self, **_: Any) -> list[ClaimedOperation]:
+        return []
+
+    async def renew_leases(self, fences: Sequence[Fence], **_: Any) -> tuple[set[str], set[str]]:
+        return set(), set()
+
+    async def release_leases(self, fences: Sequence[Fence]) -> None:
+        return None
+
+    def events(self) -> list[tuple[str | None, str | None, str]]:
+        return [
+            (event.component_id, event.old_status, event.new_status)
+            for write in self.writes
+            for event in write.events
+        ]
+
+    def final(self) -> OperationStatus | None:
+        for write in reversed(self.writes):
+            if write.operation is not None:
+                return write.operation.status
+        return None
+
+
+def claimed_deploy(document: dict[str, Any], *, operation_id: str = "op-1") -> ClaimedOperation:
+    """A freshly claimed DEPLOY of ``document``, as the store would hand it over."""
+    parsed = parse_descriptor(document)
+    assert not parsed.problems, parsed.problems
+    plan = plan_deploy(parsed.unit)
+    tasks = [
+        TaskState(
+            component_id=step.component_id,
+            action=step.action,
+            status=TaskStatus.WAITING,
+            depends_on=step.depends_on,
+            infrastructure_template_id=step.infrastructure_template_id,
+            is_system=step.is_system,
+        )
+        for step in plan.steps
+    ]
+    components = {
+        task.component_id: ComponentState(
+            component_id=task.component_id,
+            is_system=task.is_system,
+            status=ComponentStatus.NOT_DEPLOYED,
+        )
+        for task in tasks
+    }
+    return ClaimedOperation(
+        header=OperationHeader(
+            id=operation_id,
+            type=OperationType.DEPLOY,
+            deployment_unit_id=parsed.unit.id,
+            environment="development",
+            version=parsed.unit.version,
+            remove_data=False,
+            created_at=T0,
+        ),
+        fence=Fence(operation_id, 1),
+        status=OperationStatus.RUNNING,
+        started_at=T0,
+        cancel_requested=False,
+        tasks=tasks,
+        components=components,
+        documents={operation_id: document},
+        release_descriptor_operation_id=None,
+    )
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
