@@ -93,7 +93,7 @@ def mock_adapter() -> Iterator[str]:
     """One mock Tech Adapter for the session (tests use their own unit ids)."""
     server = ServerThread(create_mock_app()).start()
     yield server.url
-    server.stop()
+    server.stop(force=True)  # slow answers that were cut on our side may still be pending
 
 
 ServiceFactory = Callable[..., ServerThread]
@@ -106,9 +106,9 @@ def service_factory(tmp_path: Path, mock_adapter: str) -> Iterator[ServiceFactor
     registry = write_registry(tmp_path, mock_adapter)
 
     def start(database_url: str, **overrides: Any) -> ServerThread:
+        overrides.setdefault("config", registry)
         settings = Settings(
             database_url=database_url,
-            config=registry,
             replica_id=f"test-{uuid.uuid4().hex[:8]}",
             poll_initial_seconds=0.02,
             poll_max_seconds=0.2,

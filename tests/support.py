@@ -17,6 +17,7 @@ MOCK = "urn:test:itm:mock:0"  # registered: the mock adapter
 SYSTEM = "urn:test:itm:system:0"  # registered: the mock adapter, for the unit itself
 LIMITED = "urn:test:itm:limited:0"  # registered with maxConcurrency 2
 DEAD = "urn:test:itm:dead:0"  # registered at a port where nothing listens
+SLOW = "urn:test:itm:slow:0"  # the mock adapter, with timeoutSeconds 1
 UNKNOWN = "urn:test:itm:unknown:0"  # not registered
 
 
@@ -55,8 +56,10 @@ class ServerThread:
             time.sleep(0.01)
         return self
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 30.0, *, force: bool = False) -> None:
+        """Shut down; ``force`` does not wait for requests still being answered."""
         self.server.should_exit = True
+        self.server.force_exit = force
         self.thread.join(timeout)
 
 
@@ -72,12 +75,16 @@ techAdapters:
     maxConcurrency: 2
   - infrastructureTemplateId: {DEAD}
     url: http://127.0.0.1:9
+  - infrastructureTemplateId: {SLOW}
+    url: {mock_url}
+    timeoutSeconds: 1
 """
 
 
-def write_registry(directory: Path, mock_url: str) -> Path:
+def write_registry(directory: Path, mock_url: str, *, extra: str = "") -> Path:
+    """The test registry (``extra``: more entries, YAML list items) in ``directory``."""
     path = directory / "registry.yaml"
-    path.write_text(registry_yaml(mock_url))
+    path.write_text(registry_yaml(mock_url) + extra)
     return path
 
 
@@ -156,3 +163,42 @@ async def finished_operation(
 
 def tasks_by_id(operation: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {task["componentId"]: task for task in operation["tasks"]}
+
+
+async def submit(client: httpx.AsyncClient, document: dict[str, Any], **body: Any) -> str:
+    """POST a deploy; return the operation id."""
+    response = await client.post("/v1/deployments", json={"descriptor": document, **body})
+    assert response.status_code == 202, response.text
+    operation_id: str = response.json()["id"]
+    return operation_id
+
+
+async def task_status(client: httpx.AsyncClient, operation_id: str, component_id: str) -> str:
+    operation = (await client.get(f"/v1/operations/{operation_id}")).json()
+    status: str = tasks_by_id(operation)[component_id]["status"]
+    return status
+
+
+async def assert_consistent(
+    client: httpx.AsyncClient,
+    mock: httpx.AsyncClient,
+    unit_id: str,
+    *,
+    environment: str = "development",
+) -> None:
+    """No operation of the unit is left active, and every component the provisioner calls
+    DEPLOYED or NOT_DEPLOYED is what the adapter believes (CORRUPT admits either)."""
+    listing = (await client.get("/v1/operations", params={"deploymentUnitId": unit_id})).json()
+    assert all(item["status"] not in ("PENDING", "RUNNING") for item in listing["items"])
+    release = (
+        await client.get(f"/v1/deployment-units/{unit_id}/environments/{environment}")
+    ).json()
+    adapter_view = (await mock.get("/mock/components")).json()
+    for item in release["components"]:
+        seen = adapter_view.get(item["componentId"], {"provisioned": False})
+        if item["status"] == "DEPLOYED":
+            assert seen["provisioned"], item["componentId"]
+        elif item["status"] == "NOT_DEPLOYED":
+            assert not seen["provisioned"], item["componentId"]
+        else:
+            assert item["status"] == "CORRUPT", item

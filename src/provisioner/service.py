@@ -295,6 +295,10 @@ class DeploymentService:
             else None
         )
         kept = {task.component_id for task in remaining}
+        relied_on = {
+            task.component_id: [dep for dep in task.depends_on if dep not in kept]
+            for task in remaining
+        }
         steps = tuple(
             Step(
                 component_id=task.component_id,
@@ -308,6 +312,7 @@ class DeploymentService:
         new_id, now = new_operation_id(), self._clock()
 
         def planner(snapshot: ReleaseSnapshot) -> NewOperation:
+            _refuse_stale_retry(operation_id, original.type, relied_on, snapshot)
             return NewOperation(
                 id=new_id,
                 type=OperationType(original.type),
@@ -463,6 +468,39 @@ class DeploymentService:
                 [Problem("infrastructureTemplateId", _unregistered(template_id, environment))],
             )
         return endpoint
+
+
+def _refuse_stale_retry(
+    operation_id: str,
+    operation_type: str,
+    relied_on: Mapping[str, Sequence[str]],
+    snapshot: ReleaseSnapshot,
+) -> None:
+    """A retry repeats part of the original plan: refuse it if the release has moved since.
+
+    ``relied_on`` maps each repeated step to the steps it depended on that succeeded in the
+    original operation (and are not repeated): for a deploy they must still be deployed. An
+    unprovision step needs its component still deployed.
+    """
+    states = snapshot.components
+    problems: list[Problem] = []
+    for component_id, dependencies in relied_on.items():
+        if operation_type == OperationType.DEPLOY:
+            problems.extend(
+                Problem("components", f"{component_id!r} needs {dep!r}, no longer deployed")
+                for dep in dependencies
+                if dep not in states or states[dep].status is not ComponentStatus.DEPLOYED
+            )
+        elif (
+            component_id not in states
+            or states[component_id].status is ComponentStatus.NOT_DEPLOYED
+        ):
+            problems.append(Problem("components", f"{component_id!r} is no longer deployed"))
+    if problems:
+        raise InvalidRequestError(
+            f"the release changed since operation {operation_id}; submit a new operation",
+            problems,
+        )
 
 
 def _request(text: Any, kind: Any) -> AdapterRequest:

@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     max_running_operations: int = Field(default=32, ge=1, description="per replica")
 
     replica_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=100)
-    lease_seconds: float = Field(default=30.0, gt=0)
+    # A dead replica's operations are taken over at most lease + claim interval after its
+    # last heartbeat: 21 s by default.
+    lease_seconds: float = Field(default=20.0, gt=0)
     claim_interval_seconds: float = Field(default=1.0, gt=0)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
 
@@ -41,6 +43,11 @@ class Settings(BaseSettings):
     retry_attempts: int = Field(default=5, ge=1, description="per adapter request")
     retry_max_seconds: float = Field(default=30.0, gt=0)
     poll_error_budget: int = Field(default=10, ge=1)
+
+    failpoints: str | None = Field(
+        default=None,
+        description="testing aid: crash points such as 'after-call=<component id>'",
+    )
 
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

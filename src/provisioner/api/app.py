@@ -19,6 +19,7 @@ from provisioner.api.limits import BodyLimitMiddleware
 from provisioner.api.problems import install_problem_handlers, problem_documents
 from provisioner.api.routes import router
 from provisioner.api.schemas import Health
+from provisioner.engine.failpoints import Failpoints
 from provisioner.engine.worker import Worker, WorkerConfig, utc_now
 from provisioner.errors import DatabaseUnavailableError
 from provisioner.service import DeploymentService
@@ -83,6 +84,7 @@ async def start_runtime(
             lease_seconds=settings.lease_seconds,
             claim_interval_seconds=settings.claim_interval_seconds,
             operation_timeout_seconds=settings.operation_timeout_seconds,
+            failpoints=Failpoints(settings.failpoints),
         ),
     )
     worker.start()

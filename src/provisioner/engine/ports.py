@@ -219,9 +219,20 @@ class OperationStore(Protocol):
     """Durable state of operations, as the engine uses it."""
 
     async def claim(
-        self, *, owner: str, replica_id: str, limit: int, lease_seconds: float, now: datetime
+        self,
+        *,
+        owner: str,
+        replica_id: str,
+        limit: int,
+        lease_seconds: float,
+        now: datetime,
+        running: Sequence[str] = (),
     ) -> list[ClaimedOperation]:
-        """Take up to ``limit`` operations that are pending or whose lease has lapsed."""
+        """Take up to ``limit`` operations that are pending or whose lease has lapsed.
+
+        ``running`` are the operations the caller is running itself: never taken again, even
+        if their lease lapsed while the database was out of reach.
+        """
         ...
 
     async def apply(self, writes: Sequence[StateWrite], *, lease_seconds: float) -> set[str]:

@@ -26,6 +26,7 @@ from provisioner.domain.status import (
     TaskStatus,
     operation_outcome,
 )
+from provisioner.engine.failpoints import Failpoints
 from provisioner.engine.ports import (
     JSON,
     AdapterDirectory,
@@ -78,8 +79,10 @@ class OperationRunner:
         slots: Slots,
         clock: Callable[[], datetime],
         operation_timeout_seconds: float | None = None,
+        failpoints: Failpoints | None = None,
     ) -> None:
         self._claimed = claimed
+        self._failpoints = failpoints or Failpoints()
         self._header = claimed.header
         self._adapters = adapters
         self._directory = directory
@@ -299,7 +302,9 @@ class OperationRunner:
         try:
             async with asyncio.timeout(endpoint.timeout_seconds):
                 if task.token is None:
+                    self._failpoints.check("before-call", task.component_id)
                     answer = await self._adapters.start(endpoint, request)
+                    self._failpoints.check("after-call", task.component_id)
                     if isinstance(answer, ProvisioningResult):
                         return answer
                     task.token = answer.token
@@ -314,6 +319,7 @@ class OperationRunner:
                         )
                     )
                     await self._write(write)
+                    self._failpoints.check("while-polling", task.component_id)
                 return await self._adapters.wait(endpoint, task.token)
         except AdapterError as exc:
             return ProvisioningResult(succeeded=False, error=exc.detail)

@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
 
+from provisioner.engine.failpoints import Failpoints
 from provisioner.engine.ports import (
     AdapterDirectory,
     ClaimedOperation,
@@ -44,10 +45,11 @@ class WorkerConfig:
     replica_id: str
     max_running_operations: int = 32
     max_concurrency: int = 64
-    lease_seconds: float = 30.0
+    lease_seconds: float = 20.0
     claim_interval_seconds: float = 1.0
     control_interval_seconds: float = 0.5
     operation_timeout_seconds: float | None = None
+    failpoints: Failpoints = field(default_factory=Failpoints)
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -163,6 +165,7 @@ class Worker:
                 limit=capacity,
                 lease_seconds=self._config.lease_seconds,
                 now=self._clock(),
+                running=list(self._runs),
             )
         except DatabaseUnavailableError as exc:
             log.warning("claim_failed", error=str(exc))
@@ -179,6 +182,7 @@ class Worker:
             slots=self._slots,
             clock=self._clock,
             operation_timeout_seconds=self._config.operation_timeout_seconds,
+            failpoints=self._config.failpoints,
         )
         operation_id = claimed.header.id
         task = asyncio.create_task(self._run(runner), name=f"operation-{operation_id}")

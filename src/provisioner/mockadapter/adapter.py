@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from uuid import uuid4
 
@@ -124,6 +125,9 @@ class MockTechAdapter:
             raise _unknown_token(token)
         call.component_id, call.descriptor_kind = operation.component_id, operation.descriptor_kind
         call.remove_data = operation.remove_data
+        if operation.poll_errors_answered < operation.behaviour.poll_errors:
+            operation.poll_errors_answered += 1
+            return answers.system_error("status temporarily unavailable", status_code=503)
         if operation.final is None:
             if self._still_running(operation):
                 operation.running_answers += 1
@@ -150,7 +154,12 @@ class MockTechAdapter:
             return _failure(operation)
         record = self.components.get(operation.component_id)
         record.record_success(operation.action, remove_data=operation.remove_data)
-        return answers.completed(operation.action, operation.component_id)
+        answer = answers.completed(operation.action, operation.component_id)
+        if behaviour.content_type is not None:
+            answer = replace(answer, media_type=behaviour.content_type)
+        if behaviour.reset:
+            answer = replace(answer, cut=True)
+        return answer
 
     async def validate(self, body: bytes, call: CallRecord) -> Answer:
         """POST /v1/validate."""

@@ -26,6 +26,8 @@ class Answer:
     status_code: int
     body: bytes
     media_type: str
+    # Cut the connection half-way through the body, as a crashing adapter or proxy would.
+    cut: bool = False
 
 
 def json_answer(payload: object, status_code: int = 200) -> Answer:

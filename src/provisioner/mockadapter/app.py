@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from provisioner.mockadapter import answers
 from provisioner.mockadapter.adapter import MockTechAdapter
@@ -113,7 +114,28 @@ def _send(answer: Answer, call: CallRecord) -> Response:
 
 
 def _response(answer: Answer) -> Response:
+    if answer.cut:
+        return _CutResponse(
+            answer.body, status_code=answer.status_code, media_type=answer.media_type
+        )
     return Response(answer.body, status_code=answer.status_code, media_type=answer.media_type)
+
+
+class _CutResponse(Response):
+    """Sends the headers and half the body, then drops the connection."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        await send(
+            {
+                "type": "http.response.body",
+                "body": self.body[: len(self.body) // 2],
+                "more_body": True,
+            }
+        )
+        raise ConnectionResetError("the mock adapter cut the connection (specific.mock.reset)")
 
 
 def _control_routes(adapter: MockTechAdapter) -> list[BaseRoute]:

@@ -76,6 +76,9 @@ class MockBehaviour:
     never_finish: bool
     garbage: bool
     invalid: str | None
+    poll_errors: int = 0
+    content_type: str | None = None
+    reset: bool = False
 
 
 _FAILS = {
@@ -95,6 +98,9 @@ _KNOWN_KNOBS = frozenset(
         "neverFinish",
         "garbage",
         "invalid",
+        "pollErrors",
+        "contentType",
+        "reset",
     }
 )
 _E = TypeVar("_E", bound=StrEnum)
@@ -116,9 +122,14 @@ def parse_behaviour(component: Mapping[str, Any], defaults: ServerDefaults) -> M
         never_finish=knobs.flag("neverFinish"),
         garbage=knobs.flag("garbage"),
         invalid=knobs.text("invalid"),
+        poll_errors=knobs.count("pollErrors", 0),
+        content_type=knobs.text("contentType"),
+        reset=knobs.flag("reset"),
     )
     if behaviour.never_finish and behaviour.mode is Mode.SYNC:
         knobs.problems.append("specific.mock.neverFinish: needs mode async")
+    if behaviour.reset and behaviour.mode is Mode.ASYNC:
+        knobs.problems.append("specific.mock.reset: needs mode sync")
     if knobs.problems:
         raise InvalidRequestError(knobs.problems, user_message="specific.mock is invalid")
     return behaviour

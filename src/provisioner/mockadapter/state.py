@@ -169,6 +169,7 @@ class Operation:
     behaviour: MockBehaviour
     started_at: float
     running_answers: int = 0
+    poll_errors_answered: int = 0
     final: Answer | None = None
 
 

@@ -106,7 +106,14 @@ class SqlOperationStore:
     # --- claiming ---------------------------------------------------------------------------
 
     async def claim(
-        self, *, owner: str, replica_id: str, limit: int, lease_seconds: float, now: datetime
+        self,
+        *,
+        owner: str,
+        replica_id: str,
+        limit: int,
+        lease_seconds: float,
+        now: datetime,
+        running: Sequence[str] = (),
     ) -> list[ClaimedOperation]:
         async with self._db.write() as conn:
             taken = await self._take(
@@ -116,6 +123,7 @@ class SqlOperationStore:
                 limit=limit,
                 lease_seconds=lease_seconds,
                 now=now,
+                running=running,
             )
         claimed = []
         for operation_id, fence in taken:
@@ -133,6 +141,7 @@ class SqlOperationStore:
         limit: int,
         lease_seconds: float,
         now: datetime,
+        running: Sequence[str],
     ) -> list[tuple[str, int]]:
         ops = operations.c
         claimable = or_(
@@ -149,6 +158,8 @@ class SqlOperationStore:
         )
         query = select(ops.id, ops.status, ops.fencing, ops.started_at, ops.owner)
         query = query.where(claimable).order_by(ops.id).limit(limit)
+        if running:
+            query = query.where(ops.id.not_in(list(running)))
         if not self._db.is_sqlite:
             query = query.with_for_update(skip_locked=True)
         taken = []
