@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import httpx
@@ -204,5 +205,5 @@ async def test_operations_beyond_the_limit_wait_and_run_in_submission_order(
         assert (await client.get(f"/v1/operations/{ids[2]}")).json()["status"] == "PENDING"
         finished = [await finished_operation(client, operation_id) for operation_id in ids]
     assert all(item["status"] == "SUCCEEDED" for item in finished)
-    for earlier, later in zip(finished, finished[1:], strict=False):
+    for earlier, later in itertools.pairwise(finished):
         assert later["startedAt"] >= earlier["finishedAt"]
