@@ -106,17 +106,16 @@ def service_factory(tmp_path: Path, mock_adapter: str) -> Iterator[ServiceFactor
     registry = write_registry(tmp_path, mock_adapter)
 
     def start(database_url: str, **overrides: Any) -> ServerThread:
-        overrides.setdefault("config", registry)
-        settings = Settings(
-            database_url=database_url,
-            replica_id=f"test-{uuid.uuid4().hex[:8]}",
-            poll_initial_seconds=0.02,
-            poll_max_seconds=0.2,
-            retry_max_seconds=2.0,
-            shutdown_grace_seconds=1.0,
-            log_level="WARNING",
-            **overrides,
-        )
+        values: dict[str, Any] = {
+            "config": registry,
+            "replica_id": f"test-{uuid.uuid4().hex[:8]}",
+            "poll_initial_seconds": 0.02,
+            "poll_max_seconds": 0.2,
+            "retry_max_seconds": 2.0,
+            "shutdown_grace_seconds": 1.0,
+            "log_level": "WARNING",
+        }
+        settings = Settings(database_url=database_url, **(values | overrides))
         server = ServerThread(create_app(settings)).start()
         started.append(server)
         return server

@@ -53,6 +53,11 @@ class ServiceProcess:
             time.sleep(0.05)
         raise TimeoutError(f"the service did not become ready: {self.log.read_text()[-2000:]}")
 
+    def wait_exit(self, timeout: float = 60.0) -> int:
+        """Wait for the process to end on its own; its exit code (-9: SIGKILL)."""
+        assert self.process is not None
+        return self.process.wait(timeout)
+
     def kill(self) -> None:
         """SIGKILL: no shutdown, no lease handed back."""
         assert self.process is not None
