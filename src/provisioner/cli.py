@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -120,6 +121,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(host=args.host, port=args.port)
     configure_logging(fmt=settings.log_format, level=settings.log_level)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again so that the process
+    # ends "killed by SIGTERM". A completed graceful shutdown is a clean exit: make it exit 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -129,6 +133,10 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
     )
     return EXIT_OK
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(EXIT_OK)
 
 
 def _migrate(_args: argparse.Namespace) -> int:
