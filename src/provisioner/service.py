@@ -57,6 +57,7 @@ from provisioner.store.submissions import (
     NewOperation,
     ReleaseSnapshot,
     Submissions,
+    submitted_view,
 )
 from provisioner.store.views import (
     ComponentView,
@@ -150,8 +151,7 @@ class DeploymentService:
                 members=members,
             )
 
-        await self._submissions.submit(unit.id, env, planner)
-        return await self._submitted(operation_id)
+        return self._submitted(await self._submissions.submit(unit.id, env, planner))
 
     async def undeploy(
         self,
@@ -183,8 +183,9 @@ class DeploymentService:
                 requested_components=selected,
             )
 
-        await self._submissions.submit(deployment_unit_id, environment, planner)
-        return await self._submitted(operation_id)
+        return self._submitted(
+            await self._submissions.submit(deployment_unit_id, environment, planner)
+        )
 
     def _undeploy_plan(
         self,
@@ -267,10 +268,11 @@ class DeploymentService:
         )
         return problems
 
-    async def _submitted(self, operation_id: str) -> OperationView:
+    def _submitted(self, new: NewOperation) -> OperationView:
+        """Wake the local worker; answer with the operation as it was stored."""
         if self._worker is not None:
             self._worker.wake()
-        return await self.operation(operation_id)
+        return submitted_view(new)
 
     # --- cancel / retry ---------------------------------------------------------------------
 
@@ -327,8 +329,11 @@ class DeploymentService:
                 retry_of=operation_id,
             )
 
-        await self._submissions.submit(original.deployment_unit_id, original.environment, planner)
-        return await self._submitted(new_id)
+        return self._submitted(
+            await self._submissions.submit(
+                original.deployment_unit_id, original.environment, planner
+            )
+        )
 
     # --- reads ------------------------------------------------------------------------------
 

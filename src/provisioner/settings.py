@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=5 * MiB, ge=1024)
     max_concurrency: int = Field(default=64, ge=1, description="adapter calls in flight")
     max_running_operations: int = Field(default=32, ge=1, description="per replica")
+    max_loop_lag_seconds: float = Field(
+        default=0.005, gt=0, description="busier than this, a replica takes no more work"
+    )
 
     replica_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=100)
     # A dead replica's operations are taken over at most lease + claim interval after its

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -106,11 +107,18 @@ def adapter() -> Iterator[respx.MockRouter]:
 
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The delays the client asks ``asyncio.sleep`` for; each sleep only yields to the loop."""
+    """The delays the client asks ``asyncio.sleep`` for; each sleep only yields to the loop.
+
+    Only this test's thread is recorded: servers of the session run in threads of their own and
+    sleep for real.
+    """
     delays: list[float] = []
     real_sleep = asyncio.sleep
+    mine = threading.get_ident()
 
     async def record(delay: float, result: Any = None) -> Any:
+        if threading.get_ident() != mine:
+            return await real_sleep(delay, result)
         delays.append(delay)
         return await real_sleep(0, result)
 

@@ -60,12 +60,11 @@ async def test_migrations_reach_head_and_match_the_models(database: Database) ->
     """Upgrading twice is harmless, and autogenerate finds no drift from the models."""
     await migrate(database)
     assert await current_revision(database) == head_revision()
-    async with database.engine.connect() as conn:
-        diff = await conn.run_sync(
-            lambda sync: compare_metadata(
-                MigrationContext.configure(sync, opts={"compare_type": True}), Base.metadata
-            )
+    diff = await database.transaction(
+        lambda conn: compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
         )
+    )
     assert diff == []
 
 
@@ -82,7 +81,7 @@ async def test_one_active_operation_per_release_even_when_submitted_at_once(
         )
     finally:
         await other.dispose()
-    winners = [r for r in results if isinstance(r, str)]
+    winners = [r.id for r in results if isinstance(r, NewOperation)]
     losers = [r for r in results if isinstance(r, OperationActiveError)]
     assert len(winners) == 1, results
     assert len(losers) == 1, results
@@ -94,8 +93,8 @@ async def test_the_database_itself_refuses_a_second_active_operation(database: D
     await Submissions(database).submit("u2", "development", planner("u2"))
     now = datetime.now(UTC)
     with pytest.raises(Exception, match=r"(?i)unique"):
-        async with database.write() as conn:
-            await conn.execute(
+        await database.transaction(
+            lambda conn: conn.execute(
                 insert(operations).values(
                     id=new_operation_id(),
                     type="DEPLOY",
@@ -109,6 +108,7 @@ async def test_the_database_itself_refuses_a_second_active_operation(database: D
                     updated_at=now,
                 )
             )
+        )
 
 
 async def test_an_operation_is_claimed_by_one_owner_and_fenced_after_a_takeover(
@@ -117,7 +117,7 @@ async def test_an_operation_is_claimed_by_one_owner_and_fenced_after_a_takeover(
     """A claim takes a pending operation once; after the lease lapses another owner takes it
     with a higher fence, and the first owner's writes are refused."""
     store = SqlOperationStore(database)
-    operation_id = await Submissions(database).submit("u3", "development", planner("u3"))
+    operation_id = (await Submissions(database).submit("u3", "development", planner("u3"))).id
     now = datetime.now(UTC)
 
     first = await store.claim(owner="r1/a", replica_id="r1", limit=10, lease_seconds=LEASE, now=now)
@@ -178,7 +178,7 @@ async def test_a_handed_back_operation_is_claimable_at_once(database: Database) 
 async def test_pending_operations_are_claimed_in_submission_order(database: Database) -> None:
     store = SqlOperationStore(database)
     submitted = [
-        await Submissions(database).submit(f"order-{i}", "development", planner(f"order-{i}"))
+        (await Submissions(database).submit(f"order-{i}", "development", planner(f"order-{i}"))).id
         for i in range(5)
     ]
     now = datetime.now(UTC)
@@ -189,7 +189,7 @@ async def test_pending_operations_are_claimed_in_submission_order(database: Data
 
 async def test_a_cancel_request_is_seen_by_the_owner(database: Database) -> None:
     store = SqlOperationStore(database)
-    operation_id = await Submissions(database).submit("u6", "development", planner("u6"))
+    operation_id = (await Submissions(database).submit("u6", "development", planner("u6"))).id
     now = datetime.now(UTC)
     claimed = await store.claim(owner="r/a", replica_id="r", limit=1, lease_seconds=LEASE, now=now)
     assert await Submissions(database).request_cancel(operation_id, now=now) == "RUNNING"

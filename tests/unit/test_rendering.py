@@ -16,6 +16,7 @@ from provisioner.domain.rendering import (
     ProvisioningRecord,
     SharedText,
     enrich_descriptor,
+    json_encoded,
     to_yaml,
 )
 from provisioner.domain.status import OperationType, TaskStatus
@@ -107,10 +108,10 @@ def test_a_component_descriptor_reads_back_as_unit_and_id(component_id: str) -> 
 
 @pytest.mark.parametrize("component_id", AWKWARD, ids=repr)
 def test_the_json_encoding_of_a_component_descriptor_is_exact(component_id: str) -> None:
-    """``json_encoded()`` is exactly ``json.dumps`` of the text (UTF-8 kept as is)."""
+    """The parts joined are exactly ``json.dumps`` of the text (UTF-8 kept as is)."""
     descriptor = DescriptorTexts(unit_document()).component(component_id)
 
-    encoded = descriptor.json_encoded()
+    encoded = json_encoded(descriptor)
 
     assert encoded == json.dumps(descriptor.text, ensure_ascii=False)
     assert json.loads(encoded) == descriptor.text
@@ -121,7 +122,8 @@ def test_the_component_line_comes_after_the_unit() -> None:
     descriptor = DescriptorTexts({"id": "urn:u", "name": "u"}).component("urn:c:a")
 
     assert (
-        descriptor.text == "dataProduct:\n  id: urn:u\n  name: u\ncomponentIdToProvision: urn:c:a\n"
+        descriptor.text
+        == 'dataProduct:\n  id: urn:u\n  name: u\ncomponentIdToProvision: "urn:c:a"\n'
     )
 
 
@@ -132,7 +134,7 @@ def test_the_unit_block_is_shared_by_every_component() -> None:
     first, second = texts.component("urn:c:a"), texts.component("urn:c:b")
 
     assert first.head is second.head
-    assert first.head.json_encoded() is second.head.json_encoded()
+    assert first.json_parts()[0] is second.json_parts()[0]
     assert first.tail != second.tail
 
 
@@ -179,7 +181,7 @@ def test_the_unit_descriptor_reads_back_as_the_document() -> None:
     unit = DescriptorTexts(document).unit
 
     assert yaml.safe_load(unit.text) == document
-    assert unit.json_encoded() == json.dumps(unit.text, ensure_ascii=False)
+    assert json_encoded(unit) == json.dumps(unit.text, ensure_ascii=False)
 
 
 def test_the_unit_text_is_built_once() -> None:
@@ -200,8 +202,8 @@ def test_shared_text_encodes_lazily_and_once() -> None:
     """The JSON encoding is the same object on every call."""
     shared = SharedText('a "quoted"\nline')
 
-    assert shared.json_encoded() == '"a \\"quoted\\"\\nline"'
-    assert shared.json_encoded() is shared.json_encoded()
+    assert json_encoded(shared) == '"a \\"quoted\\"\\nline"'
+    assert shared.json_parts()[0] is shared.json_parts()[0]
 
 
 def test_component_text_joins_head_and_tail() -> None:
@@ -209,7 +211,7 @@ def test_component_text_joins_head_and_tail() -> None:
     descriptor = ComponentDescriptorText(head=SharedText('h"\n'), tail="t\u2028\\")
 
     assert descriptor.text == 'h"\nt\u2028\\'
-    assert descriptor.json_encoded() == json.dumps('h"\nt\u2028\\', ensure_ascii=False)
+    assert json_encoded(descriptor) == json.dumps('h"\nt\u2028\\', ensure_ascii=False)
 
 
 # --- enrich_descriptor -------------------------------------------------------------------------

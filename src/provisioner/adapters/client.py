@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -40,6 +41,7 @@ from provisioner.engine.ports import (
 from provisioner.errors import AdapterError, AdapterTransientError
 
 _JSON_HEADERS = {"content-type": "application/json", "accept": "application/json, text/plain"}
+Body = tuple[bytes, ...]
 _PATHS = {TaskAction.PROVISION: "/v1/provision", TaskAction.UNPROVISION: "/v1/unprovision"}
 
 
@@ -200,14 +202,27 @@ class TechAdapterClient:
         return client
 
     async def _post(
-        self, endpoint: AdapterEndpoint, path: str, body: bytes, *, idempotent: bool = False
+        self,
+        endpoint: AdapterEndpoint,
+        path: str,
+        body: Body | bytes,
+        *,
+        idempotent: bool = False,
     ) -> httpx.Response:
-        """POST with bounded retries of what cannot have been processed (or is idempotent)."""
+        """POST with bounded retries of what cannot have been processed (or is idempotent).
+
+        A body given as parts is streamed with its Content-Length: the parts shared between
+        requests are sent from where they are, never copied into one buffer per request.
+        """
         client = self._client(endpoint)
+        parts = (body,) if isinstance(body, bytes) else body
+        headers = {**_JSON_HEADERS, "content-length": str(sum(len(part) for part in parts))}
         deadline = time.monotonic() + self._policy.retry_max_seconds
         for attempt in range(1, self._policy.retry_attempts + 1):
             try:
-                response = await client.request("POST", path, content=body, headers=_JSON_HEADERS)
+                response = await client.request(
+                    "POST", path, content=_stream(parts), headers=headers
+                )
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 failure: AdapterError = _transport_error(endpoint, "POST", path, exc)
             except httpx.HTTPError as exc:
@@ -252,20 +267,22 @@ class TechAdapterClient:
                 return status
 
 
-def _provisioning_body(request: AdapterRequest) -> bytes:
-    """The ``ProvisioningRequest`` JSON, built from pre-encoded descriptor strings."""
+def _provisioning_body(request: AdapterRequest) -> Body:
+    """The ``ProvisioningRequest`` JSON as parts that share the operation's encoded texts."""
     parts = [
-        '{"descriptorKind":"',
-        request.descriptor_kind,
-        '","descriptor":',
-        request.descriptor.json_encoded(),
-        ',"removeData":',
-        "true" if request.remove_data else "false",
+        b'{"descriptorKind":"%s","descriptor":' % request.descriptor_kind.encode(),
+        *request.descriptor.json_parts(),
+        b',"removeData":' + (b"true" if request.remove_data else b"false"),
     ]
     if request.latest_enriched_descriptor is not None:
-        parts += [',"latestEnrichedDescriptor":', request.latest_enriched_descriptor.json_encoded()]
-    parts.append("}")
-    return "".join(parts).encode()
+        parts += [b',"latestEnrichedDescriptor":', *request.latest_enriched_descriptor.json_parts()]
+    parts.append(b"}")
+    return tuple(parts)
+
+
+async def _stream(body: Body) -> AsyncIterator[bytes]:
+    for part in body:
+        yield part
 
 
 def _result(status: WireProvisioningStatus) -> ProvisioningResult:

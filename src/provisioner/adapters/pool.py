@@ -16,6 +16,10 @@ from typing import Any
 import httpx
 
 SHARD_SIZE = 8
+# Idle connections are dropped well before common servers close them (uvicorn: 5 s): a POST
+# written into a connection the server is closing fails in a way that looks like the adapter
+# may have received it, and provisioning POSTs are not sent twice.
+KEEPALIVE_SECONDS = 2.0
 
 
 class ShardedClient:
@@ -38,7 +42,11 @@ class ShardedClient:
                 base_url=base_url,
                 headers=dict(headers),
                 timeout=timeout,
-                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                limits=httpx.Limits(
+                    max_connections=size,
+                    max_keepalive_connections=size,
+                    keepalive_expiry=KEEPALIVE_SECONDS,
+                ),
                 transport=transport,
             )
             for _ in range(shards)

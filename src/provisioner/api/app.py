@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from provisioner.store.queries import Queries
 from provisioner.store.submissions import Submissions
 
 log = structlog.get_logger(__name__)
+YOUNG_GC_THRESHOLD = 20_000  # allocations between young-generation collections (default 700)
 
 
 @dataclass(slots=True)
@@ -80,6 +82,7 @@ async def start_runtime(
         config=WorkerConfig(
             replica_id=settings.replica_id,
             max_running_operations=settings.max_running_operations,
+            max_loop_lag_seconds=settings.max_loop_lag_seconds,
             max_concurrency=settings.max_concurrency,
             lease_seconds=settings.lease_seconds,
             claim_interval_seconds=settings.claim_interval_seconds,
@@ -96,6 +99,13 @@ async def start_runtime(
         worker=worker,
         clock=utc_now,
     )
+    # What is alive now (modules, the app, schemas, metadata) lives as long as the process.
+    # Freezing it keeps full collections from walking it again and again: under load, each
+    # replica paused ~200 ms in generation-2 collections before this, ~50 ms after. Requests
+    # make many short-lived objects: collecting the young generation less often costs less.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
     log.info(
         "service_started",
         replica_id=settings.replica_id,

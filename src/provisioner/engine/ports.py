@@ -180,6 +180,7 @@ class ClaimedOperation:
     components: dict[str, ComponentState]
     documents: dict[str, Mapping[str, Any]]
     release_descriptor_operation_id: str | None
+    documents_size: int = 0  # bytes of JSON text they were read from
 
 
 @dataclass(frozen=True, slots=True)

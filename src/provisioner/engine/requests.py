@@ -51,7 +51,7 @@ class RequestBuilder:
             for component_id, state in claimed.components.items()
         }
         text = SharedText(to_yaml(enrich_descriptor(claimed.documents[base_id], records)))
-        text.json_encoded()
+        text.json_parts()  # encode it now, off the event loop
         return text
 
     def document_operation(self, task: TaskState) -> str:

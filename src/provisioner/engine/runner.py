@@ -47,6 +47,9 @@ from provisioner.errors import AdapterError, LeaseLostError
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+# Above this many bytes of descriptors, requests are built in a worker thread; below it the
+# hop to a thread costs more than the work.
+THREAD_BUILD_BYTES = 256 * 1024
 
 
 class _Stop(Enum):
@@ -120,7 +123,10 @@ class OperationRunner:
 
     async def run(self) -> OperationStatus | None:
         """Run every remaining task; return the final status, or None if the lease was lost."""
-        self._builder = await asyncio.to_thread(RequestBuilder, self._claimed)
+        if self._claimed.documents_size > THREAD_BUILD_BYTES:
+            self._builder = await asyncio.to_thread(RequestBuilder, self._claimed)
+        else:
+            self._builder = RequestBuilder(self._claimed)
         timer = self._arm_timeout()
         lease_lost = False
         try:

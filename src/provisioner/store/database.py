@@ -1,20 +1,30 @@
 """Database connections: SQLite (embedded default) or PostgreSQL, one interface.
 
-SQLite runs in WAL mode with ``synchronous=FULL`` (a committed change survives a crash or power
-loss). All writes of a process go through one connection that opens its transactions with
-``BEGIN IMMEDIATE``, so they queue in the process instead of failing with "database is locked";
-reads use a small pool of their own and never block on writes. On PostgreSQL both are one pool.
+Writes are plain synchronous functions of a SQLAlchemy ``Connection`` run in one transaction by
+``Database.transaction``:
 
-Connection failures surface as ``DatabaseUnavailableError`` so callers can retry or answer 503.
+- on SQLite, in a dedicated writer thread, on one connection whose transactions open with
+  ``BEGIN IMMEDIATE``: a whole transaction costs one hop between threads (through the async
+  driver each statement would), writes queue in the process instead of failing with "database
+  is locked", and WAL mode with ``synchronous=FULL`` makes a committed change survive a crash
+  or a power cut;
+- on PostgreSQL, through the async driver (``run_sync``), without a thread.
+
+Reads are async, on a pool of their own, so that a status read never waits for a connection
+behind a burst of submissions or engine writes, and in autocommit mode: a read is its
+statements' round trips, with no BEGIN and ROLLBACK around them. Connection failures surface as
+``DatabaseUnavailableError`` so callers can retry or answer 503.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -22,86 +32,123 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from provisioner.errors import DatabaseUnavailableError
 
+T = TypeVar("T")
+
+SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=30000", "foreign_keys=ON")
+
 
 class Database:
-    """The engines of one database and transactions that translate connection failures."""
+    """The engines of one database, its write transactions and its reads."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, read_pool_size: int = 5) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self._writer: Engine | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        self._async_writer: AsyncEngine | None = None
         if self.is_sqlite:
-            self._writer = _sqlite_engine(url, immediate=True, pool_size=1)
-            self._reader = _sqlite_engine(url, immediate=False, pool_size=4)
+            self._writer = _sqlite_engine(self.url.set(drivername="sqlite"))
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+            self._reader = create_async_engine(
+                url, pool_size=4, max_overflow=0, pool_timeout=60, pool_reset_on_return=None
+            )
+            _configure_sqlite(self._reader.sync_engine, begin=None)
         else:
-            self._writer = create_async_engine(
+            self._async_writer = create_async_engine(
                 url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
             )
-            self._reader = self._writer
+            self._reader = create_async_engine(
+                url,
+                pool_size=read_pool_size,
+                max_overflow=read_pool_size,
+                pool_recycle=1800,
+                isolation_level="AUTOCOMMIT",
+                pool_reset_on_return=None,
+            )
 
-    @property
-    def engine(self) -> AsyncEngine:
-        """The engine that writes (migrations, tools)."""
-        return self._writer
+    async def transaction(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work(connection)`` in one write transaction; commit if it returns."""
+        if self._thread is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, self._in_writer_thread, work)
+        assert self._async_writer is not None
+        with _translated():
+            async with self._async_writer.begin() as connection:
+                result: T = await connection.run_sync(work)
+                return result
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction: committed when the block ends, rolled back on error."""
-        async with _translated(), self._writer.begin() as connection:
-            yield connection
+    def _in_writer_thread(self, work: Callable[[Connection], T]) -> T:
+        assert self._writer is not None
+        with _translated(), self._writer.begin() as connection:
+            return work(connection)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only transaction."""
-        async with _translated(), self._reader.connect() as connection:
-            yield connection
+        with _translated():
+            async with self._reader.connect() as connection:
+                yield connection
 
     async def dispose(self) -> None:
-        await self._writer.dispose()
-        if self._reader is not self._writer:
-            await self._reader.dispose()
+        if self._thread is not None and self._writer is not None:
+            # The writer's connection belongs to its thread: close it there.
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._writer.dispose)
+            self._thread.shutdown(wait=True)
+        if self._async_writer is not None:
+            await self._async_writer.dispose()
+        await self._reader.dispose()
 
 
-@asynccontextmanager
-async def _translated() -> AsyncIterator[None]:
+@contextmanager
+def _translated() -> Iterator[None]:
     try:
         yield
     except (OperationalError, InterfaceError, PoolTimeoutError, OSError) as exc:
         raise DatabaseUnavailableError(_first_line(exc)) from exc
     except DBAPIError as exc:
-        if exc.connection_invalidated:
+        if exc.connection_invalidated or _sqlstate(exc).startswith(_UNAVAILABLE_SQLSTATES):
             raise DatabaseUnavailableError(_first_line(exc)) from exc
         raise
+
+
+# PostgreSQL's connection exceptions (class 08) and operator intervention (57P01 admin
+# shutdown, 57P02 crash shutdown, 57P03 cannot connect now: "the database system is starting
+# up"): the server is going away or not there yet, and retrying later is the cure.
+_UNAVAILABLE_SQLSTATES = ("08", "57P")
+
+
+def _sqlstate(exc: DBAPIError) -> str:
+    for error in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return ""
 
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
-def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
-    engine = create_async_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=0,
-        pool_timeout=60,
-        connect_args={"timeout": 30},
-    )
+def _sqlite_engine(url: Any) -> Engine:
+    engine = create_engine(url, pool_size=1, max_overflow=0, connect_args={"timeout": 30})
+    _configure_sqlite(engine, begin="BEGIN IMMEDIATE")
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def _configure_sqlite(engine: Engine, *, begin: str | None) -> None:
+    """Pragmas on every connection; ``begin`` opens each transaction (None: autocommit)."""
+
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so that BEGIN can be IMMEDIATE.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=FULL",
-            "busy_timeout=30000",
-            "foreign_keys=ON",
-        ):
+        for pragma in SQLITE_PRAGMAS:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if begin is not None:
 
-    return engine
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql(begin)

@@ -1,7 +1,7 @@
 """Schema migrations (alembic), applied by ``provisioner migrate`` and at service start.
 
-On PostgreSQL the upgrade runs under a session advisory lock, so replicas that start together
-migrate one after the other and the later ones find nothing to do.
+On PostgreSQL the upgrade runs under a transaction-scoped advisory lock, so replicas that start
+together migrate one after the other and the later ones find nothing to do.
 """
 
 from __future__ import annotations
@@ -41,26 +41,14 @@ def head_revision() -> str:
 
 
 async def migrate(database: Database) -> None:
-    """Bring the schema to the latest revision."""
-    async with database.engine.connect() as connection:
-        postgres = not database.is_sqlite
-        if postgres:
-            await connection.execute(
-                text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-            )
-        try:
-            await connection.run_sync(_upgrade)
-            await connection.commit()
-        finally:
-            if postgres:
-                await connection.rollback()
-                await connection.execute(
-                    text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY}
-                )
-                await connection.commit()
+    """Bring the schema to the latest revision, in one transaction."""
+    await database.transaction(_upgrade)
 
 
 def _upgrade(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Held until this transaction ends: replicas starting together migrate one at a time.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
     command.upgrade(alembic_config(connection), "head")
 
 

@@ -8,8 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, select, tuple_, update
 
 from provisioner.domain.status import (
     ComponentStatus,
@@ -20,6 +19,7 @@ from provisioner.domain.status import (
 )
 from provisioner.engine.ports import (
     ClaimedOperation,
+    ComponentState,
     Event,
     Fence,
     OperationHeader,
@@ -115,8 +115,8 @@ class SqlOperationStore:
         now: datetime,
         running: Sequence[str] = (),
     ) -> list[ClaimedOperation]:
-        async with self._db.write() as conn:
-            taken = await self._take(
+        taken = await self._db.transaction(
+            lambda conn: self._take(
                 conn,
                 owner=owner,
                 replica_id=replica_id,
@@ -125,16 +125,12 @@ class SqlOperationStore:
                 now=now,
                 running=running,
             )
-        claimed = []
-        for operation_id, fence in taken:
-            operation = await self._load(operation_id, fence)
-            if operation is not None:
-                claimed.append(operation)
-        return claimed
+        )
+        return await self._load(taken) if taken else []
 
-    async def _take(
+    def _take(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         *,
         owner: str,
         replica_id: str,
@@ -162,113 +158,108 @@ class SqlOperationStore:
             query = query.where(ops.id.not_in(list(running)))
         if not self._db.is_sqlite:
             query = query.with_for_update(skip_locked=True)
-        taken = []
-        for row in (await conn.execute(query)).all():
-            fence = row.fencing + 1
-            await conn.execute(
-                update(operations)
-                .where(ops.id == row.id)
-                .values(
-                    owner=owner,
-                    replica_id=replica_id,
-                    fencing=fence,
-                    lease_expires_at=now + timedelta(seconds=lease_seconds),
-                    status=OperationStatus.RUNNING,
-                    started_at=row.started_at or now,
-                    updated_at=now,
-                )
+        rows = conn.execute(query).all()
+        if not rows:
+            return []
+        conn.execute(
+            update(operations)
+            .where(ops.id.in_([row.id for row in rows]))
+            .values(
+                owner=owner,
+                replica_id=replica_id,
+                fencing=ops.fencing + 1,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                status=OperationStatus.RUNNING,
+                started_at=func.coalesce(ops.started_at, now),
+                updated_at=now,
             )
-            detail: dict[str, Any] = {"owner": owner, "fence": fence}
+        )
+        claimed_events = []
+        for row in rows:
+            detail: dict[str, Any] = {"owner": owner, "fence": row.fencing + 1}
             if row.status == OperationStatus.RUNNING:
                 detail["resumedFrom"] = row.owner
-            await conn.execute(
-                insert(events),
-                [
-                    event_values(
-                        row.id, Event(None, row.status, OperationStatus.RUNNING, now, detail)
-                    )
-                ],
+            claimed_events.append(
+                event_values(row.id, Event(None, row.status, OperationStatus.RUNNING, now, detail))
             )
-            taken.append((row.id, fence))
-        return taken
+        conn.execute(insert(events), claimed_events)
+        return [(row.id, row.fencing + 1) for row in rows]
 
-    async def _load(self, operation_id: str, fence: int) -> ClaimedOperation | None:
+    async def _load(self, taken: Sequence[tuple[str, int]]) -> list[ClaimedOperation]:
+        """Everything needed to run the claimed operations, in five queries for all of them."""
+        fences = dict(taken)
         async with self._db.read() as conn:
-            op = (
-                await conn.execute(select(operations).where(operations.c.id == operation_id))
-            ).one_or_none()
-            if op is None or op.fencing != fence:
-                return None
+            ops = (
+                await conn.execute(select(operations).where(operations.c.id.in_(list(fences))))
+            ).all()
+            ops = [op for op in ops if op.fencing == fences[op.id]]
+            if not ops:
+                return []
+            releases_of = list({(op.deployment_unit_id, op.environment) for op in ops})
             task_rows = (
                 await conn.execute(
                     select(tasks)
-                    .where(tasks.c.operation_id == operation_id)
-                    .order_by(tasks.c.position)
+                    .where(tasks.c.operation_id.in_([op.id for op in ops]))
+                    .order_by(tasks.c.operation_id, tasks.c.position)
                 )
             ).all()
             component_rows = (
                 await conn.execute(
                     select(components).where(
-                        components.c.deployment_unit_id == op.deployment_unit_id,
-                        components.c.environment == op.environment,
+                        tuple_(components.c.deployment_unit_id, components.c.environment).in_(
+                            releases_of
+                        )
                     )
                 )
             ).all()
-            release_descriptor = (
+            release_rows = (
                 await conn.execute(
-                    select(releases.c.descriptor_operation_id).where(
-                        releases.c.deployment_unit_id == op.deployment_unit_id,
-                        releases.c.environment == op.environment,
+                    select(
+                        releases.c.deployment_unit_id,
+                        releases.c.environment,
+                        releases.c.descriptor_operation_id,
+                    ).where(
+                        tuple_(releases.c.deployment_unit_id, releases.c.environment).in_(
+                            releases_of
+                        )
                     )
                 )
-            ).scalar_one_or_none()
-            states = {row.component_id: component_state(row) for row in component_rows}
-            needed = {release_descriptor} if release_descriptor else set()
-            if op.type == OperationType.DEPLOY:
-                needed.add(op.id)
-            else:
-                for row in task_rows:
-                    state = states[row.component_id]
-                    needed.add(
-                        state.last_provisioned_operation_id or state.last_sent_operation_id or ""
-                    )
+            ).all()
+            parts = _Parts(ops, task_rows, component_rows, release_rows)
             texts = (
                 await conn.execute(
                     select(operations.c.id, operations.c.descriptor).where(
-                        operations.c.id.in_(needed - {""}), operations.c.descriptor.is_not(None)
+                        operations.c.id.in_(parts.documents_needed()),
+                        operations.c.descriptor.is_not(None),
                     )
                 )
             ).all()
-        return ClaimedOperation(
-            header=header_of(op),
-            fence=Fence(operation_id, fence),
-            status=OperationStatus(op.status),
-            started_at=op.started_at,
-            cancel_requested=op.cancel_requested,
-            tasks=[task_state(row) for row in task_rows],
-            components=states,
-            documents={row.id: await decode_document(row.descriptor) for row in texts},
-            release_descriptor_operation_id=release_descriptor,
-        )
+        documents = {
+            row.id: (await decode_document(row.descriptor), len(row.descriptor)) for row in texts
+        }
+        return [parts.claimed(op, documents) for op in ops]
 
     # --- fenced writes ----------------------------------------------------------------------
 
     async def apply(self, writes: Sequence[StateWrite], *, lease_seconds: float) -> set[str]:
-        now = datetime.now(UTC)
-        async with self._db.write() as conn:
-            failed = await self._check_fences(
-                conn, [write.fence for write in writes], lease_seconds, now
-            )
-            live = [write for write in writes if write.fence.operation_id not in failed]
-            await self._write_rows(conn, live, now)
-            for write in live:
-                if write.operation is not None:
-                    await self._write_operation(conn, write, now)
+        return await self._db.transaction(
+            lambda conn: self._apply(conn, writes, lease_seconds, datetime.now(UTC))
+        )
+
+    def _apply(
+        self, conn: Connection, writes: Sequence[StateWrite], lease_seconds: float, now: datetime
+    ) -> set[str]:
+        failed = self._check_fences(conn, [write.fence for write in writes], lease_seconds, now)
+        live = [write for write in writes if write.fence.operation_id not in failed]
+        self._write_rows(conn, live, now)
+        for write in live:
+            if write.operation is not None:
+                self._write_operation(conn, write, now)
         return failed
 
-    async def _check_fences(
+    def _check_fences(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         fences: Sequence[Fence],
         lease_seconds: float | None,
         now: datetime,
@@ -278,23 +269,19 @@ class SqlOperationStore:
         On PostgreSQL the UPDATE also locks the row until commit, so a concurrent takeover
         (which increments the fence) waits for this transaction and then wins.
         """
-        failed: set[str] = set()
         values: dict[str, Any] = {"updated_at": now}
         if lease_seconds is not None:
             values["lease_expires_at"] = now + timedelta(seconds=lease_seconds)
-        for fence in dict.fromkeys(fences):
-            result = await conn.execute(
-                update(operations)
-                .where(operations.c.id == fence.operation_id, operations.c.fencing == fence.token)
-                .values(values)
-            )
-            if result.rowcount == 0:
-                failed.add(fence.operation_id)
-        return failed
+        wanted = {(fence.operation_id, fence.token) for fence in fences}
+        held = conn.execute(
+            update(operations)
+            .where(tuple_(operations.c.id, operations.c.fencing).in_(sorted(wanted)))
+            .values(values)
+            .returning(operations.c.id)
+        ).scalars()
+        return {operation_id for operation_id, _ in wanted} - set(held)
 
-    async def _write_rows(
-        self, conn: AsyncConnection, writes: Sequence[StateWrite], now: datetime
-    ) -> None:
+    def _write_rows(self, conn: Connection, writes: Sequence[StateWrite], now: datetime) -> None:
         task_params: dict[tuple[str, str], dict[str, Any]] = {}
         component_params: dict[tuple[str, str, str], dict[str, Any]] = {}
         event_params: list[dict[str, Any]] = []
@@ -317,15 +304,13 @@ class SqlOperationStore:
                 }
             event_params.extend(event_values(header.id, event) for event in write.events)
         if task_params:
-            await conn.execute(_UPDATE_TASK, list(task_params.values()))
+            conn.execute(_UPDATE_TASK, list(task_params.values()))
         if component_params:
-            await conn.execute(_UPDATE_COMPONENT, list(component_params.values()))
+            conn.execute(_UPDATE_COMPONENT, list(component_params.values()))
         if event_params:
-            await conn.execute(insert(events), event_params)
+            conn.execute(insert(events), event_params)
 
-    async def _write_operation(
-        self, conn: AsyncConnection, write: StateWrite, now: datetime
-    ) -> None:
+    def _write_operation(self, conn: Connection, write: StateWrite, now: datetime) -> None:
         assert write.operation is not None
         header, outcome = write.header, write.operation
         values: dict[str, Any] = {
@@ -338,9 +323,9 @@ class SqlOperationStore:
         terminal = not OperationStatus(outcome.status).is_active
         if terminal:
             values.update(owner=None, lease_expires_at=None)
-        await conn.execute(update(operations).where(operations.c.id == header.id).values(values))
+        conn.execute(update(operations).where(operations.c.id == header.id).values(values))
         if terminal:
-            await settle_release(conn, header, OperationStatus(outcome.status), now)
+            settle_release(conn, header, OperationStatus(outcome.status), now)
 
     # --- leases -----------------------------------------------------------------------------
 
@@ -364,30 +349,88 @@ class SqlOperationStore:
                 if current.get(fence.operation_id) != fence.token
             }
             return lost, {row.id for row in rows if row.cancel_requested} - lost
-        async with self._db.write() as conn:
-            lost = await self._check_fences(conn, fences, lease_seconds, now)
-            cancels = (
-                await conn.execute(
-                    select(operations.c.id).where(
-                        operations.c.id.in_(ids), operations.c.cancel_requested
-                    )
+
+        def renew(conn: Connection) -> tuple[set[str], set[str]]:
+            lost = self._check_fences(conn, fences, lease_seconds, now)
+            cancels = conn.execute(
+                select(operations.c.id).where(
+                    operations.c.id.in_(ids), operations.c.cancel_requested
                 )
             ).scalars()
             return lost, set(cancels) - lost
 
+        return await self._db.transaction(renew)
+
     async def release_leases(self, fences: Sequence[Fence]) -> None:
         if not fences:
             return
-        async with self._db.write() as conn:
-            await conn.execute(
-                update(operations)
-                .where(
-                    operations.c.id == bindparam("k_id"),
-                    operations.c.fencing == bindparam("k_fence"),
-                )
-                .values(owner=None, lease_expires_at=None),
-                [{"k_id": fence.operation_id, "k_fence": fence.token} for fence in fences],
+        statement = (
+            update(operations)
+            .where(
+                operations.c.id == bindparam("k_id"),
+                operations.c.fencing == bindparam("k_fence"),
             )
+            .values(owner=None, lease_expires_at=None)
+        )
+        params = [{"k_id": fence.operation_id, "k_fence": fence.token} for fence in fences]
+        await self._db.transaction(lambda conn: conn.execute(statement, params))
+
+
+class _Parts:
+    """The rows of a claim batch, sorted out per operation."""
+
+    def __init__(
+        self,
+        ops: Sequence[Row[Any]],
+        task_rows: Sequence[Row[Any]],
+        component_rows: Sequence[Row[Any]],
+        release_rows: Sequence[Row[Any, Any, Any]],
+    ) -> None:
+        self.tasks: dict[str, list[Row[Any]]] = {op.id: [] for op in ops}
+        for row in task_rows:
+            self.tasks[row.operation_id].append(row)
+        self.states: dict[tuple[str, str], dict[str, ComponentState]] = {}
+        for row in component_rows:
+            key = (row.deployment_unit_id, row.environment)
+            self.states.setdefault(key, {})[row.component_id] = component_state(row)
+        self.release_descriptor = {
+            (row.deployment_unit_id, row.environment): row.descriptor_operation_id
+            for row in release_rows
+        }
+        self.needed = {op.id: self._needed(op) for op in ops}
+
+    def _needed(self, op: Row[Any]) -> set[str]:
+        key = (op.deployment_unit_id, op.environment)
+        needed = {self.release_descriptor.get(key)} - {None}
+        if op.type == OperationType.DEPLOY:
+            needed.add(op.id)
+        else:
+            states = self.states.get(key, {})
+            for row in self.tasks[op.id]:
+                state = states[row.component_id]
+                needed.add(state.last_provisioned_operation_id or state.last_sent_operation_id)
+        return {op_id for op_id in needed if op_id}
+
+    def documents_needed(self) -> list[str]:
+        return sorted(set().union(*self.needed.values()))
+
+    def claimed(
+        self, op: Row[Any], documents: Mapping[str, tuple[Mapping[str, Any], int]]
+    ) -> ClaimedOperation:
+        key = (op.deployment_unit_id, op.environment)
+        mine = {op_id: documents[op_id] for op_id in self.needed[op.id] if op_id in documents}
+        return ClaimedOperation(
+            header=header_of(op),
+            fence=Fence(op.id, op.fencing),
+            status=OperationStatus(op.status),
+            started_at=op.started_at,
+            cancel_requested=op.cancel_requested,
+            tasks=[task_state(row) for row in self.tasks[op.id]],
+            components=dict(self.states.get(key, {})),
+            documents={op_id: document for op_id, (document, _) in mine.items()},
+            release_descriptor_operation_id=self.release_descriptor.get(key),
+            documents_size=sum(size for _, size in mine.values()),
+        )
 
 
 def header_of(row: Any) -> OperationHeader:
@@ -413,8 +456,8 @@ async def decode_document(text: str) -> Mapping[str, Any]:
     return decoded
 
 
-async def settle_release(
-    conn: AsyncConnection,
+def settle_release(
+    conn: Connection,
     header: OperationHeader,
     outcome: OperationStatus,
     now: datetime,
@@ -429,12 +472,10 @@ async def settle_release(
         components.c.deployment_unit_id == header.deployment_unit_id,
         components.c.environment == header.environment,
     )
-    statuses = (
-        await conn.execute(
-            select(components.c.status).where(
-                *where,
-                or_(components.c.member, components.c.status != ComponentStatus.NOT_DEPLOYED),
-            )
+    statuses = conn.execute(
+        select(components.c.status).where(
+            *where,
+            or_(components.c.member, components.c.status != ComponentStatus.NOT_DEPLOYED),
         )
     ).scalars()
     status = derive_release_status(
@@ -445,7 +486,7 @@ async def settle_release(
         values.update(version=header.version, descriptor_operation_id=header.id)
     elif status is ReleaseStatus.NOT_DEPLOYED:
         values["version"] = None
-    await conn.execute(
+    conn.execute(
         update(releases)
         .where(
             releases.c.deployment_unit_id == header.deployment_unit_id,

@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Row, or_, select, tuple_
+from sqlalchemy import Row, and_, or_, select, tuple_
 
 from provisioner.domain.status import ComponentStatus
 from provisioner.errors import BadRequestError
@@ -28,9 +28,26 @@ from provisioner.store.views import (
     TaskView,
 )
 
+_RELEASE_KEYS = ("deployment_unit_id", "environment")
+_RELEASE_COLUMNS = [
+    *(releases.c[name] for name in _RELEASE_KEYS),
+    *(
+        releases.c[name].label(f"release_{name}")
+        for name in (
+            "status",
+            "version",
+            "descriptor_operation_id",
+            "last_operation_id",
+            "created_at",
+            "updated_at",
+        )
+    ),
+]
 _TASK_COLUMNS = [column for column in tasks.c if column.name != "private_info"]
 _OPERATION_COLUMNS = [column for column in operations.c if column.name != "descriptor"]
-_COMPONENT_COLUMNS = [column for column in components.c if column.name != "private_info"]
+_COMPONENT_COLUMNS = [
+    column for column in components.c if column.name not in ("private_info", *_RELEASE_KEYS)
+]
 
 
 class Queries:
@@ -106,39 +123,39 @@ class Queries:
         ]
 
     async def release(self, deployment_unit_id: str, environment: str) -> ReleaseView | None:
-        key = (
-            releases.c.deployment_unit_id == deployment_unit_id,
-            releases.c.environment == environment,
+        # One statement, so one consistent snapshot in one round trip: the release row repeated
+        # on each of its members' rows (or alone, when it has none).
+        members = and_(
+            components.c.deployment_unit_id == releases.c.deployment_unit_id,
+            components.c.environment == releases.c.environment,
+            or_(components.c.member, components.c.status != ComponentStatus.NOT_DEPLOYED),
+        )
+        query = (
+            select(*_RELEASE_COLUMNS, *_COMPONENT_COLUMNS)
+            .select_from(releases.outerjoin(components, members))
+            .where(
+                releases.c.deployment_unit_id == deployment_unit_id,
+                releases.c.environment == environment,
+            )
         )
         async with self._db.read() as conn:
-            row = (await conn.execute(select(releases).where(*key))).one_or_none()
-            if row is None:
-                return None
-            component_rows = (
-                await conn.execute(
-                    select(*_COMPONENT_COLUMNS).where(
-                        components.c.deployment_unit_id == deployment_unit_id,
-                        components.c.environment == environment,
-                        or_(
-                            components.c.member,
-                            components.c.status != ComponentStatus.NOT_DEPLOYED,
-                        ),
-                    )
-                )
-            ).all()
-        views = [_component_view(component) for component in component_rows]
+            rows = (await conn.execute(query)).all()
+        if not rows:
+            return None
+        row = rows[0]
+        views = [_component_view(item) for item in rows if item.component_id is not None]
         system = next((view for view in views if view.is_system), None)
         return ReleaseView(
             deployment_unit_id=row.deployment_unit_id,
             environment=row.environment,
-            status=row.status,
-            version=row.version,
+            status=row.release_status,
+            version=row.release_version,
             public_info=system.public_info if system else None,
             components=[view for view in views if not view.is_system],
-            last_operation_id=row.last_operation_id,
-            descriptor_operation_id=row.descriptor_operation_id,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
+            last_operation_id=row.release_last_operation_id,
+            descriptor_operation_id=row.release_descriptor_operation_id,
+            created_at=row.release_created_at,
+            updated_at=row.release_updated_at,
         )
 
     async def releases(

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from provisioner.domain.plan import Plan
 from provisioner.domain.status import (
@@ -33,6 +33,7 @@ from provisioner.store.database import Database
 from provisioner.store.models import components, events, operations, releases, tasks
 from provisioner.store.operations import event_values, header_of, settle_release
 from provisioner.store.rows import component_state
+from provisioner.store.views import OperationView, TaskView
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +46,29 @@ class ComponentSeed:
     depends_on: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
 class ReleaseSnapshot:
-    """The release as a submission finds it."""
+    """The release as a submission finds it, inside the submission's transaction.
 
-    exists: bool
-    version: str | None
-    components: dict[str, ComponentState]
+    Component states are read on first use: a full deploy plans without them.
+    """
+
+    def __init__(
+        self, conn: Connection, deployment_unit_id: str, environment: str, release: Any
+    ) -> None:
+        self._conn = conn
+        self._key = (deployment_unit_id, environment)
+        self.exists = release is not None
+        self.version: str | None = release.version if release is not None else None
+
+    @cached_property
+    def components(self) -> dict[str, ComponentState]:
+        rows = self._conn.execute(
+            select(components).where(
+                components.c.deployment_unit_id == self._key[0],
+                components.c.environment == self._key[1],
+            )
+        ).all()
+        return {row.component_id: component_state(row) for row in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,30 +98,36 @@ class Submissions:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def submit(self, deployment_unit_id: str, environment: str, planner: Planner) -> str:
-        """Plan against the current release and store the operation; return its id.
+    async def submit(
+        self, deployment_unit_id: str, environment: str, planner: Planner
+    ) -> NewOperation:
+        """Plan against the current release and store the operation; return it.
 
         Raises ``OperationActiveError`` if an operation is active there, and whatever the
         planner raises (an invalid request, nothing to undeploy).
         """
-        try:
-            async with self._db.write() as conn:
-                await _refuse_if_active(
-                    conn, deployment_unit_id, environment, lock=not self._db.is_sqlite
-                )
-                snapshot = await _snapshot(conn, deployment_unit_id, environment)
-                new = planner(snapshot)
-                await self._insert(conn, new)
-        except IntegrityError:
-            # Another replica inserted an active operation after our check.
-            async with self._db.read() as conn:
-                await _refuse_if_active(conn, deployment_unit_id, environment, lock=False)
-            raise
-        return new.id
 
-    async def _insert(self, conn: AsyncConnection, new: NewOperation) -> None:
+        def work(conn: Connection) -> NewOperation:
+            release = _open_release(
+                conn, deployment_unit_id, environment, lock=not self._db.is_sqlite
+            )
+            _refuse_if_active(conn, deployment_unit_id, environment)
+            new = planner(ReleaseSnapshot(conn, deployment_unit_id, environment, release))
+            self._insert(conn, new)
+            return new
+
+        try:
+            return await self._db.transaction(work)
+        except IntegrityError:
+            # Another replica inserted an active operation after our check: name it.
+            await self._db.transaction(
+                lambda conn: _refuse_if_active(conn, deployment_unit_id, environment)
+            )
+            raise
+
+    def _insert(self, conn: Connection, new: NewOperation) -> None:
         now = new.created_at
-        await conn.execute(
+        conn.execute(
             insert(operations).values(
                 id=new.id,
                 type=new.type,
@@ -124,7 +147,7 @@ class Submissions:
                 updated_at=now,
             )
         )
-        await conn.execute(
+        conn.execute(
             insert(tasks),
             [
                 {
@@ -141,10 +164,10 @@ class Submissions:
                 for position, step in enumerate(new.plan.steps)
             ],
         )
-        await self._upsert_release(conn, new)
+        self._upsert_release(conn, new)
         if new.members:
-            await self._upsert_members(conn, new)
-        await conn.execute(
+            self._upsert_members(conn, new)
+        conn.execute(
             insert(events),
             [event_values(new.id, Event(None, None, OperationStatus.PENDING, now))],
         )
@@ -153,7 +176,7 @@ class Submissions:
         dialect = sqlite if self._db.is_sqlite else postgresql
         return dialect.insert(table)
 
-    async def _upsert_release(self, conn: AsyncConnection, new: NewOperation) -> None:
+    def _upsert_release(self, conn: Connection, new: NewOperation) -> None:
         statement = self._insert_for(releases).values(
             deployment_unit_id=new.deployment_unit_id,
             environment=new.environment,
@@ -162,7 +185,7 @@ class Submissions:
             created_at=new.created_at,
             updated_at=new.created_at,
         )
-        await conn.execute(
+        conn.execute(
             statement.on_conflict_do_update(
                 index_elements=[releases.c.deployment_unit_id, releases.c.environment],
                 set_={
@@ -173,9 +196,9 @@ class Submissions:
             )
         )
 
-    async def _upsert_members(self, conn: AsyncConnection, new: NewOperation) -> None:
+    def _upsert_members(self, conn: Connection, new: NewOperation) -> None:
         """Record the deployed descriptor's components as the release's members."""
-        await conn.execute(
+        conn.execute(
             update(components)
             .where(
                 components.c.deployment_unit_id == new.deployment_unit_id,
@@ -184,7 +207,7 @@ class Submissions:
             .values(member=False)
         )
         statement = self._insert_for(components)
-        await conn.execute(
+        conn.execute(
             statement.on_conflict_do_update(
                 index_elements=[
                     components.c.deployment_unit_id,
@@ -215,96 +238,110 @@ class Submissions:
         Returns the operation's status after the request. Raises ``NotFoundError`` or
         ``OperationFinishedError``.
         """
-        async with self._db.write() as conn:
+
+        def work(conn: Connection) -> str:
             query = select(operations).where(operations.c.id == operation_id)
             if not self._db.is_sqlite:
                 query = query.with_for_update()
-            row = (await conn.execute(query)).one_or_none()
+            row = conn.execute(query).one_or_none()
             if row is None:
                 raise NotFoundError(f"operation {operation_id} does not exist")
             if row.status not in ACTIVE_OPERATION_STATUSES:
                 raise OperationFinishedError(f"operation {operation_id} already ended {row.status}")
             if row.status == OperationStatus.PENDING:
-                await _cancel_pending(conn, row, now)
+                _cancel_pending(conn, row, now)
                 return OperationStatus.CANCELLED
-            await conn.execute(
+            conn.execute(
                 update(operations)
                 .where(operations.c.id == operation_id)
                 .values(cancel_requested=True, updated_at=now)
             )
             return OperationStatus.RUNNING
 
+        return await self._db.transaction(work)
 
-async def _refuse_if_active(
-    conn: AsyncConnection, deployment_unit_id: str, environment: str, *, lock: bool
-) -> None:
-    if lock:
-        # Serialise submissions for this release (when it exists) until commit.
-        await conn.execute(
-            select(releases.c.status)
-            .where(
-                releases.c.deployment_unit_id == deployment_unit_id,
-                releases.c.environment == environment,
-            )
-            .with_for_update()
-        )
-    active = (
-        await conn.execute(
-            select(operations.c.id).where(
-                operations.c.deployment_unit_id == deployment_unit_id,
-                operations.c.environment == environment,
-                operations.c.status.in_(ACTIVE_OPERATION_STATUSES),
-            )
+
+def _open_release(
+    conn: Connection, deployment_unit_id: str, environment: str, *, lock: bool
+) -> Any:
+    """The release row (or None), locked until commit on PostgreSQL so that submissions for
+    one release are serialised (SQLite's BEGIN IMMEDIATE already serialises every write)."""
+    query = select(releases.c.version).where(
+        releases.c.deployment_unit_id == deployment_unit_id,
+        releases.c.environment == environment,
+    )
+    return conn.execute(query.with_for_update() if lock else query).first()
+
+
+def _refuse_if_active(conn: Connection, deployment_unit_id: str, environment: str) -> None:
+    active = conn.execute(
+        select(operations.c.id).where(
+            operations.c.deployment_unit_id == deployment_unit_id,
+            operations.c.environment == environment,
+            operations.c.status.in_(ACTIVE_OPERATION_STATUSES),
         )
     ).scalar_one_or_none()
     if active is not None:
         raise OperationActiveError(deployment_unit_id, environment, active)
 
 
-async def _snapshot(
-    conn: AsyncConnection, deployment_unit_id: str, environment: str
-) -> ReleaseSnapshot:
-    release = (
-        await conn.execute(
-            select(releases.c.version).where(
-                releases.c.deployment_unit_id == deployment_unit_id,
-                releases.c.environment == environment,
+def submitted_view(new: NewOperation) -> OperationView:
+    """The operation as it was just stored: PENDING, every task WAITING."""
+    return OperationView(
+        id=new.id,
+        type=new.type,
+        deployment_unit_id=new.deployment_unit_id,
+        environment=new.environment,
+        version=new.version,
+        status=OperationStatus.PENDING,
+        remove_data=new.remove_data,
+        requested_components=list(new.requested_components)
+        if new.requested_components is not None
+        else None,
+        retry_of=new.retry_of,
+        cancel_requested=False,
+        error=None,
+        created_at=new.created_at,
+        started_at=None,
+        finished_at=None,
+        tasks=[
+            TaskView(
+                component_id=step.component_id,
+                action=step.action,
+                status=TaskStatus.WAITING,
+                depends_on=list(step.depends_on),
+                attempts=0,
+                started_at=None,
+                finished_at=None,
+                public_info=None,
+                logs=None,
+                error=None,
+                is_system=step.is_system,
+                infrastructure_template_id=step.infrastructure_template_id,
             )
-        )
-    ).first()
-    rows = (
-        await conn.execute(
-            select(components).where(
-                components.c.deployment_unit_id == deployment_unit_id,
-                components.c.environment == environment,
-            )
-        )
-    ).all()
-    return ReleaseSnapshot(
-        exists=release is not None,
-        version=release.version if release is not None else None,
-        components={row.component_id: component_state(row) for row in rows},
+            for step in new.plan.steps
+        ],
     )
 
 
-async def _cancel_pending(conn: AsyncConnection, row: Any, now: datetime) -> None:
+def _cancel_pending(conn: Connection, row: Any, now: datetime) -> None:
     """Nothing of a pending operation has run: every task and the operation end CANCELLED."""
     task_ids = (
-        (await conn.execute(select(tasks.c.component_id).where(tasks.c.operation_id == row.id)))
+        (conn.execute(select(tasks.c.component_id).where(tasks.c.operation_id == row.id)))
         .scalars()
         .all()
     )
-    await conn.execute(
+    conn.execute(
         update(tasks)
         .where(tasks.c.operation_id == row.id)
         .values(status=TaskStatus.CANCELLED, finished_at=now)
     )
-    await conn.execute(
+    conn.execute(
         update(operations)
         .where(operations.c.id == row.id)
         .values(status=OperationStatus.CANCELLED, finished_at=now, updated_at=now)
     )
-    await conn.execute(
+    conn.execute(
         insert(events),
         [
             *(
@@ -316,4 +353,4 @@ async def _cancel_pending(conn: AsyncConnection, row: Any, now: datetime) -> Non
             ),
         ],
     )
-    await settle_release(conn, header_of(row), OperationStatus.CANCELLED, now, ran=False)
+    settle_release(conn, header_of(row), OperationStatus.CANCELLED, now, ran=False)
