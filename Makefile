@@ -13,7 +13,7 @@ LINT_PATHS := src tests bench
 STAMP := $(VENV)/.provisioner-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve test lint format typecheck bench openapi openapi-check check \
+.PHONY: help install run serve test lint format typecheck bench bench-load openapi openapi-check check \
 	docker up down lock clean
 
 help: ## list the targets
@@ -49,8 +49,11 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 typecheck: $(STAMP) ## mypy --strict (settings in pyproject.toml)
 	$(BIN)/mypy src/provisioner
 
-bench: $(STAMP) ## run the benchmarks and print their figures
+bench: $(STAMP) ## run the benchmarks and print their figures (needs PostgreSQL for half)
 	$(BIN)/python bench/run.py
+
+bench-load: $(STAMP) ## 3 replicas on PostgreSQL, 200 concurrent deployments
+	$(BIN)/python bench/load.py
 
 openapi: $(STAMP) ## write openapi/openapi.json from the code
 	$(BIN)/python -m provisioner.api.openapi

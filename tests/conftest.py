@@ -22,6 +22,7 @@ from provisioner.mockadapter import create_mock_app
 from provisioner.settings import Settings
 from provisioner.store.database import Database
 from provisioner.store.migrate import migrate
+from tests.processes import ServiceProcess
 from tests.support import ServerThread, write_registry
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -141,6 +142,15 @@ async def mock(mock_adapter: str) -> AsyncIterator[httpx.AsyncClient]:
     """The mock adapter's control API (``/mock/calls``, ``/mock/components``)."""
     async with httpx.AsyncClient(base_url=mock_adapter, timeout=30) as http:
         yield http
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ServiceProcess]]:
+    """Service processes a test starts; any still running are killed at teardown."""
+    started: list[ServiceProcess] = []
+    yield started
+    for process in started:
+        process.stop()
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 
 from provisioner import __version__
+from provisioner.progress import EXIT_OK, EXIT_REFUSED, follow, print_release, report_refusal
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -184,8 +184,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from provisioner.progress import follow, report_refusal
-
     try:
         content = args.file.read_bytes()
     except OSError as exc:
@@ -215,8 +213,6 @@ def _deploy(args: argparse.Namespace) -> int:
 
 
 def _undeploy(args: argparse.Namespace) -> int:
-    from provisioner.progress import follow, report_refusal
-
     body: dict[str, Any] = {
         "deploymentUnitId": args.unit,
         "environment": args.env,
@@ -237,8 +233,6 @@ def _undeploy(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from urllib.parse import quote
-
-    from provisioner.progress import print_release, report_refusal
 
     path = f"/v1/deployment-units/{quote(args.unit, safe=':')}/environments/{quote(args.env)}"
     with httpx.Client(base_url=args.url, timeout=30) as client:

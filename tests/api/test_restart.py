@@ -4,7 +4,6 @@ call was in flight is sent again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,6 @@ from tests.processes import ServiceProcess
 from tests.support import component, finished_operation, unit, wait_until, write_registry
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ServiceProcess]]:
-    started: list[ServiceProcess] = []
-    yield started
-    for process in started:
-        process.stop()
 
 
 async def test_a_killed_server_resumes_the_deployment_after_restart(

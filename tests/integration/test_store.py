@@ -22,6 +22,7 @@ from provisioner.store.database import Database
 from provisioner.store.migrate import current_revision, head_revision, migrate
 from provisioner.store.models import Base, operations
 from provisioner.store.operations import SqlOperationStore
+from provisioner.store.queries import Queries
 from provisioner.store.submissions import NewOperation, ReleaseSnapshot, Submissions
 from tests.support import component, unit
 
@@ -195,3 +196,35 @@ async def test_a_cancel_request_is_seen_by_the_owner(database: Database) -> None
     assert await Submissions(database).request_cancel(operation_id, now=now) == "RUNNING"
     lost, cancels = await store.renew_leases([claimed[0].fence], lease_seconds=None, now=now)
     assert (lost, cancels) == (set(), {operation_id})
+
+
+async def test_a_batch_writes_what_holds_its_fence_and_drops_what_does_not(
+    database: Database,
+) -> None:
+    """One transaction, two operations: the one taken over by another owner is refused, the
+    other is written and its lease renewed."""
+    store = SqlOperationStore(database)
+    for unit_id in ("b1", "b2"):
+        await Submissions(database).submit(unit_id, "development", planner(unit_id))
+    now = datetime.now(UTC)
+    mine = await store.claim(owner="r1/a", replica_id="r1", limit=2, lease_seconds=LEASE, now=now)
+    later = now + timedelta(seconds=1)
+    # r2 takes the second one over (handed back here; a lapsed lease works the same).
+    stolen = mine[1]
+    await store.release_leases([stolen.fence])
+    taken = await store.claim(owner="r2/a", replica_id="r2", limit=1, lease_seconds=LEASE, now=now)
+    assert [c.header.id for c in taken] == [stolen.header.id]
+
+    writes = [
+        StateWrite(
+            fence=claimed.fence,
+            header=claimed.header,
+            events=[Event(None, "RUNNING", "RUNNING", later, {"batch": True})],
+        )
+        for claimed in mine
+    ]
+    assert await store.apply(writes, lease_seconds=LEASE) == {stolen.header.id}
+    events = await Queries(database).events(mine[0].header.id, after=0, limit=100)
+    assert events[-1].detail == {"batch": True}
+    stolen_events = await Queries(database).events(stolen.header.id, after=0, limit=100)
+    assert all(event.detail != {"batch": True} for event in stolen_events)

@@ -86,6 +86,20 @@ _UPDATE_COMPONENT = (
 )
 
 
+_LEASE = bindparam("lease", type_=operations.c.lease_expires_at.type)
+# Renew one operation's lease (keep it when no lease is given) if its fence still holds.
+_RENEW_ONE = (
+    update(operations)
+    .where(operations.c.id == bindparam("k_id"), operations.c.fencing == bindparam("k_fence"))
+    .values(
+        updated_at=bindparam("now", type_=operations.c.updated_at.type),
+        lease_expires_at=func.coalesce(_LEASE, operations.c.lease_expires_at),
+    )
+    .returning(operations.c.id)
+)
+INSERT_EVENTS = insert(events)
+
+
 def event_values(operation_id: str, event: Event) -> dict[str, Any]:
     return {
         "operation_id": operation_id,
@@ -182,7 +196,7 @@ class SqlOperationStore:
             claimed_events.append(
                 event_values(row.id, Event(None, row.status, OperationStatus.RUNNING, now, detail))
             )
-        conn.execute(insert(events), claimed_events)
+        conn.execute(INSERT_EVENTS, claimed_events)
         return [(row.id, row.fencing + 1) for row in rows]
 
     async def _load(self, taken: Sequence[tuple[str, int]]) -> list[ClaimedOperation]:
@@ -190,7 +204,11 @@ class SqlOperationStore:
         fences = dict(taken)
         async with self._db.read() as conn:
             ops = (
-                await conn.execute(select(operations).where(operations.c.id.in_(list(fences))))
+                await conn.execute(
+                    select(operations)
+                    .where(operations.c.id.in_(list(fences)))
+                    .order_by(operations.c.id)  # submission order, as claimed
+                )
             ).all()
             ops = [op for op in ops if op.fencing == fences[op.id]]
             if not ops:
@@ -269,16 +287,27 @@ class SqlOperationStore:
         On PostgreSQL the UPDATE also locks the row until commit, so a concurrent takeover
         (which increments the fence) waits for this transaction and then wins.
         """
-        values: dict[str, Any] = {"updated_at": now}
-        if lease_seconds is not None:
-            values["lease_expires_at"] = now + timedelta(seconds=lease_seconds)
         wanted = {(fence.operation_id, fence.token) for fence in fences}
-        held = conn.execute(
-            update(operations)
-            .where(tuple_(operations.c.id, operations.c.fencing).in_(sorted(wanted)))
-            .values(values)
-            .returning(operations.c.id)
-        ).scalars()
+        lease = None if lease_seconds is None else now + timedelta(seconds=lease_seconds)
+        if len(wanted) == 1:  # the usual case, with a statement prepared once
+            ((operation_id, token),) = wanted
+            held = conn.execute(
+                _RENEW_ONE,
+                {"k_id": operation_id, "k_fence": token, "now": now, "lease": lease},
+            ).scalars()
+        else:
+            held = conn.execute(
+                update(operations)
+                .where(tuple_(operations.c.id, operations.c.fencing).in_(sorted(wanted)))
+                .values(
+                    updated_at=now,
+                    lease_expires_at=func.coalesce(
+                        bindparam("lease"), operations.c.lease_expires_at
+                    ),
+                )
+                .returning(operations.c.id),
+                {"lease": lease},
+            ).scalars()
         return {operation_id for operation_id, _ in wanted} - set(held)
 
     def _write_rows(self, conn: Connection, writes: Sequence[StateWrite], now: datetime) -> None:
@@ -308,7 +337,7 @@ class SqlOperationStore:
         if component_params:
             conn.execute(_UPDATE_COMPONENT, list(component_params.values()))
         if event_params:
-            conn.execute(insert(events), event_params)
+            conn.execute(INSERT_EVENTS, event_params)
 
     def _write_operation(self, conn: Connection, write: StateWrite, now: datetime) -> None:
         assert write.operation is not None
