@@ -11,8 +11,7 @@
     │   └── OperationFinishedError   the operation already ended (cancel)
     ├── ConfigurationError           the adapter registry or settings are unusable
     ├── AdapterError                 a Tech Adapter call did not give a usable result
-    │   ├── AdapterTransientError    may succeed if repeated (connect error, 502/503/504)
-    │   └── AdapterTimeoutError      the adapter operation exceeded its time budget
+    │   └── AdapterTransientError    may pass if repeated (connect error, 502/503/504, reset)
     ├── LeaseLostError               another owner took the operation over (fencing)
     └── DatabaseUnavailableError     the database cannot be reached right now
 
@@ -114,10 +113,6 @@ class AdapterTransientError(AdapterError):
         # True when the adapter cannot have acted on the request (connection refused, 503),
         # the only case in which a provision POST may be sent again.
         self.not_processed = not_processed
-
-
-class AdapterTimeoutError(AdapterError):
-    """The adapter operation (call plus polling) exceeded its time budget."""
 
 
 class LeaseLostError(ProvisionerError):

@@ -645,7 +645,8 @@ async def test_a_connection_lost_mid_request_is_not_retried(
         await client.start(ENDPOINT, request())
 
     assert route.call_count == 1
-    assert not isinstance(caught.value, AdapterTransientError)
+    assert isinstance(caught.value, AdapterTransientError)
+    assert caught.value.not_processed is False  # what keeps it from being sent again
     assert type(failure).__name__ in str(caught.value.detail["cause"])
 
 

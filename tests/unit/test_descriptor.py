@@ -81,7 +81,7 @@ def test_a_reference_descriptor_parses_without_problems(path: Path) -> None:
 
     assert parsed.problems == ()
     assert parsed.unit.id == document["id"]
-    assert parsed.unit.component_ids() == [item["id"] for item in document["components"]]
+    assert [c.id for c in parsed.unit.components] == [item["id"] for item in document["components"]]
 
 
 @needs_reference
@@ -358,7 +358,7 @@ def test_ids_are_otherwise_opaque() -> None:
     parsed = parse_descriptor(unit(*(component(item) for item in ids)))
 
     assert parsed.problems == ()
-    assert parsed.unit.component_ids() == ids
+    assert [c.id for c in parsed.unit.components] == ids
 
 
 def test_a_duplicate_component_id_is_refused_naming_the_first() -> None:
@@ -373,7 +373,7 @@ def test_a_duplicate_component_id_is_refused_naming_the_first() -> None:
             "duplicate component id 'urn:c:a' (also components[0])",
         ),
     )
-    assert parsed.unit.component_ids() == ["urn:c:a", "urn:c:b"]
+    assert [c.id for c in parsed.unit.components] == ["urn:c:a", "urn:c:b"]
     assert parsed.unit.components[0].kind == "workload"
 
 
@@ -384,7 +384,7 @@ def test_a_component_id_equal_to_the_unit_id_is_refused() -> None:
     assert parsed.problems == (
         Problem("descriptor.components[0].id", "must differ from the deployment unit id"),
     )
-    assert parsed.unit.component_ids() == ["urn:c:b"]
+    assert [c.id for c in parsed.unit.components] == ["urn:c:b"]
 
 
 def test_a_component_with_other_problems_is_kept_for_dependency_checks() -> None:

@@ -223,21 +223,21 @@ class TechAdapterClient:
                 response = await client.request(
                     "POST", path, content=_stream(parts), headers=headers
                 )
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                failure: AdapterError = _transport_error(endpoint, "POST", path, exc)
             except httpx.HTTPError as exc:
-                if not idempotent:
-                    raise _transport_error(
-                        endpoint, "POST", path, exc, maybe_processed=True
-                    ) from exc
-                failure = _transport_error(endpoint, "POST", path, exc)
+                failure: AdapterError = _transport_error(
+                    endpoint, "POST", path, exc, idempotent=idempotent
+                )
             else:
-                retryable = {503} if not idempotent else {502, 503, 504}
-                if response.status_code not in retryable:
+                if response.status_code not in (502, 503, 504):
                     return response
                 failure = _answer_error(endpoint, "POST", path, response)
+            # Send again only what the adapter cannot have acted on, or what is harmless twice.
+            repeatable = isinstance(failure, AdapterTransientError) and (
+                failure.not_processed or idempotent
+            )
             delay = min(0.1 * 2 ** (attempt - 1), 2.0)
-            if attempt == self._policy.retry_attempts or time.monotonic() + delay > deadline:
+            last = attempt == self._policy.retry_attempts or time.monotonic() + delay > deadline
+            if not repeatable or last:
                 raise failure
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
@@ -384,23 +384,26 @@ def _transport_error(
     path: str,
     exc: httpx.HTTPError,
     *,
-    maybe_processed: bool = False,
-) -> AdapterError:
+    idempotent: bool = True,
+) -> AdapterTransientError:
+    """A failure on the wire: before the connection was made (the adapter cannot have seen
+    the request), or after (it may have)."""
     detail = _base_detail(endpoint, method, path)
     detail["cause"] = f"{type(exc).__name__}: {exc}"
-    if maybe_processed:
-        return AdapterError(
-            f"{endpoint.infrastructure_template_id} connection failed during {method} {path} "
-            f"({type(exc).__name__}); the adapter may have received the request, so it was "
-            "not sent again",
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return AdapterTransientError(
+            f"cannot reach {endpoint.infrastructure_template_id} at {endpoint.url} "
+            f"({type(exc).__name__}: {exc})",
             detail=detail,
+            not_processed=True,
         )
-    return AdapterTransientError(
-        f"cannot reach {endpoint.infrastructure_template_id} at {endpoint.url} "
-        f"({type(exc).__name__}: {exc})",
-        detail=detail,
-        not_processed=isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout),
+    message = (
+        f"{endpoint.infrastructure_template_id} connection failed during {method} {path} "
+        f"({type(exc).__name__})"
     )
+    if not idempotent:
+        message += "; the adapter may have received the request, so it was not sent again"
+    return AdapterTransientError(message, detail=detail, not_processed=False)
 
 
 def _gave_up(endpoint: AdapterEndpoint, path: str, failures: int, exc: Exception) -> AdapterError:

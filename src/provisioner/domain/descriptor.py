@@ -47,9 +47,6 @@ class DeploymentUnit:
     components: tuple[Component, ...]
     document: Mapping[str, Any]
 
-    def component_ids(self) -> list[str]:
-        return [component.id for component in self.components]
-
 
 @dataclass(frozen=True, slots=True)
 class ParsedDescriptor:

@@ -93,8 +93,6 @@ class Worker:
         self._runs: dict[str, _Run] = {}
         self._lag = LoopLag()
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._claiming: asyncio.Task[None] | None = None
         self._controlling: asyncio.Task[None] | None = None
         self._accepting = False
@@ -123,10 +121,6 @@ class Worker:
             return False
         run.runner.cancel()
         return True
-
-    async def wait_idle(self) -> None:
-        """Wait until no operation is running here (for tests and tools)."""
-        await self._idle.wait()
 
     async def stop(self, *, grace_seconds: float) -> None:
         """Stop claiming; let running operations finish within the grace period, then hand
@@ -211,7 +205,6 @@ class Worker:
         operation_id = claimed.header.id
         task = asyncio.create_task(self._run(runner), name=f"operation-{operation_id}")
         self._runs[operation_id] = _Run(runner, claimed.fence, task)
-        self._idle.clear()
         log.info("operation_claimed", operation_id=operation_id, fence=claimed.fence.token)
 
     async def _run(self, runner: OperationRunner) -> None:
@@ -225,8 +218,6 @@ class Worker:
                 await runner.record_crash(exc)
         finally:
             self._runs.pop(runner.operation_id, None)
-            if not self._runs:
-                self._idle.set()
             self._wake.set()
 
     # --- leases and cancel requests ---------------------------------------------------------
