@@ -161,7 +161,7 @@ async def list_events(
 ) -> EventList:
     """The operation's status transitions, in the order they happened."""
     events = await service.events(operation_id, after=after, limit=limit)
-    return EventList(items=[EventOut.of(event) for event in events])
+    return EventList(items=[EventOut.model_validate(event) for event in events])
 
 
 @router.post(
@@ -246,7 +246,8 @@ async def list_releases(
         environment=environment, status=status_, limit=limit, cursor=cursor
     )
     return ReleasePage(
-        items=[ReleaseSummaryOut.of(item) for item in page.items], next_cursor=page.next_cursor
+        items=[ReleaseSummaryOut.model_validate(item) for item in page.items],
+        next_cursor=page.next_cursor,
     )
 
 

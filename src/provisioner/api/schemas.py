@@ -10,9 +10,7 @@ from pydantic.alias_generators import to_camel
 
 from provisioner.store.views import (
     ComponentView,
-    EventView,
     OperationView,
-    ReleaseSummary,
     ReleaseView,
     TaskView,
 )
@@ -27,7 +25,8 @@ ComponentStatusName = Literal["NOT_DEPLOYED", "IN_PROGRESS", "DEPLOYED", "CORRUP
 
 
 class Schema(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    # from_attributes: a schema whose fields are a read model's is built with model_validate.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
 
 
 class PublicInfo(Schema):
@@ -114,18 +113,6 @@ class EventOut(Schema):
     at: datetime
     detail: dict[str, Any] | None
 
-    @classmethod
-    def of(cls, view: EventView) -> EventOut:
-        return cls(
-            id=view.id,
-            operation_id=view.operation_id,
-            component_id=view.component_id,
-            old_status=view.old_status,
-            new_status=view.new_status,
-            at=view.at,
-            detail=view.detail,
-        )
-
 
 class EventList(Schema):
     items: list[EventOut]
@@ -207,17 +194,6 @@ class ReleaseSummaryOut(Schema):
     version: str | None
     last_operation_id: str | None
     updated_at: datetime
-
-    @classmethod
-    def of(cls, view: ReleaseSummary) -> ReleaseSummaryOut:
-        return cls(
-            deployment_unit_id=view.deployment_unit_id,
-            environment=view.environment,
-            status=view.status,
-            version=view.version,
-            last_operation_id=view.last_operation_id,
-            updated_at=view.updated_at,
-        )
 
 
 class ReleasePage(Schema):
