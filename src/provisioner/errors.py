@@ -2,7 +2,8 @@
 
     ProvisionerError
     ├── BadRequestError              a body that cannot be read (malformed YAML/JSON, wrong type)
-    │   └── PayloadTooLargeError     a body over the configured size limit
+    │   ├── PayloadTooLargeError     a body over the configured size limit
+    │   └── UnstorableValueError     a value the database cannot store (NUL, out of range)
     ├── InvalidRequestError          a readable request that breaks rules; carries every Problem
     │   └── InvalidDescriptorError   the descriptor itself is invalid (cycle, unknown id, ...)
     ├── NotFoundError                an operation, release or component that does not exist
@@ -50,6 +51,10 @@ class PayloadTooLargeError(BadRequestError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body exceeds the limit of {limit} bytes")
         self.limit = limit
+
+
+class UnstorableValueError(BadRequestError):
+    """The request holds a value the database refuses (a NUL character, a number too big)."""
 
 
 class InvalidRequestError(ProvisionerError):

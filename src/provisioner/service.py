@@ -9,7 +9,8 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,7 @@ from provisioner.domain.plan import (
     plan_deploy,
     plan_undeploy,
 )
+from provisioner.domain.privacy import without_private
 from provisioner.domain.rendering import DescriptorTexts
 from provisioner.domain.status import (
     ComponentStatus,
@@ -119,7 +121,7 @@ class DeploymentService:
         descriptor_json = await _encode(unit.document, document_size)
         full_plan = plan_deploy(unit) if selected is None else None
         operation_id, now = new_operation_id(), self._clock()
-        members = [
+        seeds = [
             ComponentSeed(unit.id, True, unit.infrastructure_template_id, ()),
             *(
                 ComponentSeed(c.id, False, c.infrastructure_template_id, c.depends_on)
@@ -148,7 +150,7 @@ class DeploymentService:
                 created_at=now,
                 descriptor_json=descriptor_json,
                 requested_components=selected,
-                members=members,
+                seeds=seeds,
             )
 
         return self._submitted(await self._submissions.submit(unit.id, env, planner))
@@ -297,10 +299,6 @@ class DeploymentService:
             else None
         )
         kept = {task.component_id for task in remaining}
-        relied_on = {
-            task.component_id: [dep for dep in task.depends_on if dep not in kept]
-            for task in remaining
-        }
         steps = tuple(
             Step(
                 component_id=task.component_id,
@@ -314,7 +312,19 @@ class DeploymentService:
         new_id, now = new_operation_id(), self._clock()
 
         def planner(snapshot: ReleaseSnapshot) -> NewOperation:
-            _refuse_stale_retry(operation_id, original.type, relied_on, snapshot)
+            # The plan repeats part of the original one: valid only on the release the original
+            # left behind. Any operation that has run since may have changed it.
+            if snapshot.ran_since(operation_id):
+                raise InvalidRequestError(
+                    "cannot retry",
+                    [
+                        Problem(
+                            "operation",
+                            f"another operation has run on this release since {operation_id}; "
+                            "submit a new deploy or undeploy instead",
+                        )
+                    ],
+                )
             return NewOperation(
                 id=new_id,
                 type=OperationType(original.type),
@@ -450,7 +460,7 @@ class DeploymentService:
         request = json.dumps(
             {"descriptorKind": "COMPONENT_DESCRIPTOR", "descriptor": text.text, "removeData": False}
         )
-        async with asyncio.timeout(endpoint.timeout_seconds):
+        async with _answered_within(endpoint):
             return await self._adapters.update_acl(
                 endpoint,
                 refs=refs,
@@ -462,7 +472,7 @@ class DeploymentService:
         self, *, infrastructure_template_id: str, environment: str, body: dict[str, Any]
     ) -> ReverseProvisioningOutcome:
         endpoint = self._resolve(infrastructure_template_id, environment)
-        async with asyncio.timeout(endpoint.timeout_seconds):
+        async with _answered_within(endpoint):
             return await self._adapters.reverse_provision(endpoint, body)
 
     def _resolve(self, template_id: str, environment: str) -> AdapterEndpoint:
@@ -475,37 +485,19 @@ class DeploymentService:
         return endpoint
 
 
-def _refuse_stale_retry(
-    operation_id: str,
-    operation_type: str,
-    relied_on: Mapping[str, Sequence[str]],
-    snapshot: ReleaseSnapshot,
-) -> None:
-    """A retry repeats part of the original plan: refuse it if the release has moved since.
-
-    ``relied_on`` maps each repeated step to the steps it depended on that succeeded in the
-    original operation (and are not repeated): for a deploy they must still be deployed. An
-    unprovision step needs its component still deployed.
-    """
-    states = snapshot.components
-    problems: list[Problem] = []
-    for component_id, dependencies in relied_on.items():
-        if operation_type == OperationType.DEPLOY:
-            problems.extend(
-                Problem("components", f"{component_id!r} needs {dep!r}, no longer deployed")
-                for dep in dependencies
-                if dep not in states or states[dep].status is not ComponentStatus.DEPLOYED
-            )
-        elif (
-            component_id not in states
-            or states[component_id].status is ComponentStatus.NOT_DEPLOYED
-        ):
-            problems.append(Problem("components", f"{component_id!r} is no longer deployed"))
-    if problems:
-        raise InvalidRequestError(
-            f"the release changed since operation {operation_id}; submit a new operation",
-            problems,
-        )
+@asynccontextmanager
+async def _answered_within(endpoint: AdapterEndpoint) -> AsyncIterator[None]:
+    """The adapter's ``timeoutSeconds`` for a call made on a user's behalf: past it, an
+    ``AdapterError`` (a 502 problem) rather than an unexplained failure."""
+    try:
+        async with asyncio.timeout(endpoint.timeout_seconds):
+            yield
+    except TimeoutError:
+        raise AdapterError(
+            f"{endpoint.infrastructure_template_id} did not answer within "
+            f"{endpoint.timeout_seconds:g} s (timeoutSeconds)",
+            detail={"adapter": endpoint.infrastructure_template_id},
+        ) from None
 
 
 def _request(text: Any, kind: Any) -> AdapterRequest:
@@ -531,7 +523,7 @@ async def _encode(document: Mapping[str, Any], size_hint: int) -> str:
 def _public_descriptor(document: Mapping[str, Any], release: ReleaseView) -> dict[str, Any]:
     """The descriptor with each member's public info and no ``privateInfo`` anywhere."""
     public = {view.component_id: view for view in release.components}
-    result: dict[str, Any] = _without_private(document)
+    result: dict[str, Any] = without_private(document)
     if release.public_info is not None:
         result["info"] = {"publicInfo": release.public_info}
     components = result.get("components")
@@ -541,14 +533,6 @@ def _public_descriptor(document: Mapping[str, Any], release: ReleaseView) -> dic
             if view is not None and view.public_info is not None:
                 component["info"] = {"publicInfo": view.public_info}
     return result
-
-
-def _without_private(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_private(v) for k, v in value.items() if k != "privateInfo"}
-    if isinstance(value, list):
-        return [_without_private(item) for item in value]
-    return value
 
 
 class _OperationIds:

@@ -153,7 +153,7 @@ async def test_retry_is_refused_when_the_release_moved_on(
 
     response = await client.post(f"/v1/operations/{failed['id']}/retry")
     assert response.status_code == 422
-    assert any(base in error["message"] for error in response.json()["errors"])
+    assert "has run on this release since" in response.json()["errors"][0]["message"]
 
 
 async def test_an_operation_past_its_time_budget_fails(
@@ -207,3 +207,80 @@ async def test_operations_beyond_the_limit_wait_and_run_in_submission_order(
     assert all(item["status"] == "SUCCEEDED" for item in finished)
     for earlier, later in itertools.pairwise(finished):
         assert later["startedAt"] >= earlier["finishedAt"]
+
+
+async def test_a_deploy_cancelled_while_pending_leaves_the_release_as_it_was(
+    database_url: str, service_factory: ServiceFactory, unit_id: str
+) -> None:
+    """A queued deploy of a new descriptor never ran: same status, version and members."""
+    server = service_factory(database_url, max_running_operations=1)
+    a, b = f"{unit_id}:a", f"{unit_id}:b"
+    release_path = f"/v1/deployment-units/{unit_id}/environments/development"
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        await finished_operation(client, await submit(client, unit(unit_id, [component(a)])))
+        before = (await client.get(release_path)).json()
+        blocker = await submit(
+            client, unit(f"{unit_id}-blocker", [component("x", mode="async", neverFinish=True)])
+        )
+        await wait_until(
+            lambda: _status_is(client, blocker, "RUNNING")  # the one slot is taken
+        )
+        pending = await submit(client, unit(unit_id, [component(a), component(b)], version="2.0.0"))
+        assert (await client.post(f"/v1/operations/{pending}/cancel")).json()[
+            "status"
+        ] == "CANCELLED"
+        after = (await client.get(release_path)).json()
+        await client.post(f"/v1/operations/{blocker}/cancel")
+    assert after["status"] == before["status"] == "DEPLOYED"
+    assert after["version"] == before["version"] == "1.0.0"
+    assert [c["componentId"] for c in after["components"]] == [a]
+
+
+async def _status_is(client: httpx.AsyncClient, operation_id: str, status: str) -> bool:
+    body = (await client.get(f"/v1/operations/{operation_id}")).json()
+    return bool(body["status"] == status)
+
+
+async def test_a_retry_is_refused_once_another_operation_has_run(
+    client: httpx.AsyncClient, unit_id: str
+) -> None:
+    """Retrying an old deploy would roll the release back to its version; retrying an old
+    undeploy would unprovision the system under components deployed since."""
+    a, b = f"{unit_id}:a", f"{unit_id}:b"
+    old_deploy = await finished_operation(
+        client,
+        await submit(client, unit(unit_id, [component(a), component(b, transientErrors=5)])),
+    )
+    assert old_deploy["status"] == "FAILED"
+    await finished_operation(
+        client,
+        await submit(
+            client,
+            unit(
+                unit_id,
+                [component(a, version="2.0.0"), component(b, version="2.0.0")],
+                version="2.0.0",
+            ),
+        ),
+    )
+    refused = await client.post(f"/v1/operations/{old_deploy['id']}/retry")
+    assert refused.status_code == 422
+    assert "has run on this release since" in refused.json()["errors"][0]["message"]
+
+    broken = f"{unit_id}:broken"
+    await finished_operation(
+        client,
+        await submit(
+            client, unit(unit_id, [component(broken, fail="unprovision")], version="3.0.0")
+        ),
+    )
+    undeploy = (
+        await client.post(
+            "/v1/undeployments", json={"deploymentUnitId": unit_id, "environment": "development"}
+        )
+    ).json()["id"]
+    assert (await finished_operation(client, undeploy))["status"] == "FAILED"
+    await finished_operation(
+        client, await submit(client, unit(unit_id, [component(a)], version="4.0.0"))
+    )
+    assert (await client.post(f"/v1/operations/{undeploy}/retry")).status_code == 422

@@ -198,6 +198,8 @@ class FakeStore:
 
     def final(self) -> OperationStatus | None:
         for write in reversed(self.writes):
+            if write.abandon is not None:
+                return OperationStatus.FAILED
             if write.operation is not None:
                 return write.operation.status
         return None
@@ -239,7 +241,7 @@ def claimed_deploy(document: dict[str, Any], *, operation_id: str = "op-1") -> C
         ),
         fence=Fence(operation_id, 1),
         status=OperationStatus.RUNNING,
-        started_at=T0,
+        started_at=now(),  # claimed just now
         cancel_requested=False,
         tasks=tasks,
         components=components,

@@ -4,10 +4,14 @@ resumption, fencing, cancel and timeouts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import pytest
+
 from provisioner.domain.status import ComponentStatus, OperationStatus, TaskStatus
-from provisioner.engine.ports import ClaimedOperation
+from provisioner.engine.ports import ClaimedOperation, StateWrite
 from provisioner.engine.recorder import Recorder
 from provisioner.engine.runner import OperationRunner
 from provisioner.engine.slots import Slots
@@ -303,18 +307,135 @@ async def test_the_system_step_needs_no_adapter_unless_the_unit_names_one() -> N
 
 
 async def test_an_adapter_no_longer_registered_fails_its_task() -> None:
-    harness = Harness(
-        deploy(component("a", template="gone")), directory=FakeDirectory(missing={"gone"})
-    )
+    """No call was made, so the component keeps the status it had (not CORRUPT)."""
+    claimed = deploy(component("a", template="gone"))
+    claimed.components["a"].status = ComponentStatus.DEPLOYED
+    harness = Harness(claimed, directory=FakeDirectory(missing={"gone"}))
     assert await harness.run() is OperationStatus.FAILED
     assert "no Tech Adapter is registered" in harness.task("a").error["message"]
+    assert claimed.components["a"].status is ComponentStatus.DEPLOYED
 
 
-async def test_a_crash_is_recorded_as_a_failed_operation() -> None:
-    """record_crash marks every unfinished task and the operation FAILED."""
+async def test_a_crash_asks_the_store_to_abandon_the_operation() -> None:
+    """After an internal error the run writes no state from memory (it may be what failed):
+    it asks the store to fail what the database says is unfinished."""
     harness = Harness(deploy(component("a")))
     harness.recorder.start()
-    await harness.runner.record_crash(RuntimeError("boom"))
+    await harness.runner.record_crash(RuntimeError("boom\x00"))
     await harness.recorder.close()
-    assert harness.task("a").status is TaskStatus.FAILED
+    (write,) = harness.store.writes
+    assert write.abandon == "internal error: RuntimeError: boom"
+    assert write.tasks == write.components == []
     assert harness.store.final() is OperationStatus.FAILED
+
+
+class CancellingStore(FakeStore):
+    """Applies writes, and once the write that starts ``trigger`` is applied, cancels the
+    ``target`` task ``delay`` loop iterations later (as a lost lease or a shutdown does)."""
+
+    def __init__(self, trigger: str, delay: int) -> None:
+        super().__init__()
+        self.trigger, self.delay = trigger, delay
+        self.target: asyncio.Task[Any] | None = None
+
+    async def apply(self, writes: Sequence[StateWrite], *, lease_seconds: float) -> set[str]:
+        failed = await super().apply(writes, lease_seconds=lease_seconds)
+        starts = [t for w in writes for t in w.tasks if t.status is TaskStatus.RUNNING]
+        if any(t.component_id == self.trigger for t in starts):
+            loop = asyncio.get_running_loop()
+
+            def countdown(left: int) -> None:
+                if left == 0:
+                    assert self.target is not None
+                    self.target.cancel()
+                else:
+                    loop.call_soon(countdown, left - 1)
+
+            loop.call_soon(countdown, self.delay)
+        return failed
+
+
+@pytest.mark.parametrize("delay", range(12))
+async def test_an_abandoned_run_gives_back_every_slot(delay: int) -> None:
+    """Whenever the run is abandoned around a task's start, no slot stays taken (a leak would
+    block an adapter with maxConcurrency 1 until the process restarts)."""
+    store = CancellingStore("b", delay)
+    recorder = Recorder(store, lease_seconds=30)
+    slots = Slots(64)
+    runner = OperationRunner(
+        deploy(component("a"), component("b", depends_on=["a"], template="tb")),
+        adapters=FakeAdapters(),
+        directory=FakeDirectory(limits={"tb": 1}),
+        recorder=recorder,
+        slots=slots,
+        clock=now,
+    )
+    recorder.start()
+    store.target = asyncio.create_task(runner.run())
+    with contextlib.suppress(asyncio.CancelledError):
+        await store.target
+    await recorder.close()
+    assert slots.in_use == 0
+
+
+class HookedStore(FakeStore):
+    """Calls ``hook`` once, as the next write is applied."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hook: Callable[[], None] | None = None
+
+    async def apply(self, writes: Sequence[StateWrite], *, lease_seconds: float) -> set[str]:
+        if self.hook is not None:
+            hook, self.hook = self.hook, None
+            hook()
+        return await super().apply(writes, lease_seconds=lease_seconds)
+
+
+@pytest.mark.parametrize("stop", ["cancel", "timeout"])
+async def test_a_task_ends_once_when_stopped_during_a_write(stop: str) -> None:
+    """A cancel or timeout landing while ready tasks wait for a write and a slot gives each
+    task exactly one final status."""
+    claimed = deploy(component("a"), component("b"))
+    next(t for t in claimed.tasks if t.component_id == UNIT).status = TaskStatus.SUCCEEDED
+    store = HookedStore()
+    recorder = Recorder(store, lease_seconds=30)
+    runner = OperationRunner(
+        claimed,
+        adapters=FakeAdapters(),
+        directory=FakeDirectory(),
+        recorder=recorder,
+        slots=Slots(1),
+        clock=now,
+        operation_timeout_seconds=1000,
+    )
+    store.hook = runner.cancel if stop == "cancel" else runner._on_timeout
+    recorder.start()
+    await runner.run()
+    await recorder.close()
+    for component_id in ("a", "b"):
+        finals = [
+            new
+            for cid, _, new in store.events()
+            if cid == component_id and new in ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED")
+        ]
+        assert len(finals) == 1, (component_id, finals)
+
+
+async def test_a_cancel_that_cancelled_nothing_leaves_the_operation_succeeded() -> None:
+    """The user's cancel arrives while the last result is being written: every task
+    succeeded, so the operation did."""
+    harness = Harness(deploy(component("a")))
+    original = harness.store.apply
+
+    async def apply(writes: Sequence[StateWrite], *, lease_seconds: float) -> set[str]:
+        if any(
+            t.component_id == "a" and t.status is TaskStatus.SUCCEEDED
+            for w in writes
+            for t in w.tasks
+        ):
+            harness.runner.cancel()
+        return await original(writes, lease_seconds=lease_seconds)
+
+    harness.store.apply = apply  # type: ignore[method-assign]
+    assert await harness.run() is OperationStatus.SUCCEEDED

@@ -26,14 +26,16 @@ async def test_an_idle_loop_has_no_lag_and_a_blocked_one_does() -> None:
     lag = LoopLag(interval_seconds=0.01)
     lag.start()
     try:
+        # Thresholds are relative to the 60 ms the loop is held, so that other threads of
+        # the test session competing for the interpreter cannot make this flaky.
         await samples_taken(lag, 3)
-        assert lag.seconds < 0.01
+        assert lag.seconds < 0.03
 
         hold_the_loop(0.06)
         await samples_taken(lag, 1)
         assert lag.seconds > 0.04
 
         await samples_taken(lag, 30)
-        assert lag.seconds < 0.01
+        assert lag.seconds < 0.03
     finally:
         await lag.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 
@@ -73,3 +74,28 @@ async def test_other_errors_reach_the_writer_and_the_recorder_keeps_working() ->
     await recorder.write(write("op", "second"))
     await recorder.close()
     assert markers(store) == ["second"]
+
+
+async def test_a_write_the_database_refuses_fails_alone() -> None:
+    """One operation's unstorable data must not fail its neighbours in the same batch."""
+
+    class PickyStore(FakeStore):
+        async def apply(self, writes: Sequence[StateWrite], *, lease_seconds: float) -> set[str]:
+            if any(w.fence.operation_id == "bad" for w in writes):
+                raise RuntimeError("value too long")
+            return await super().apply(writes, lease_seconds=lease_seconds)
+
+    store = PickyStore()
+    recorder = Recorder(store, lease_seconds=30)
+    recorder.start()
+    results = await asyncio.gather(
+        recorder.write(write("good", "kept")),
+        recorder.write(write("bad", "refused")),
+        recorder.write(write("other", "kept too")),
+        return_exceptions=True,
+    )
+    await recorder.close()
+    assert results[0] is None
+    assert results[2] is None
+    assert isinstance(results[1], RuntimeError)
+    assert markers(store) == ["kept", "kept too"]

@@ -31,9 +31,12 @@ T = TaskStatus
         ([T.FAILED, T.SKIPPED], False, O.FAILED),
         ([T.SUCCEEDED, T.SKIPPED], False, O.FAILED),
         ([T.SUCCEEDED, T.CANCELLED], False, O.FAILED),
-        ([T.SUCCEEDED, T.SUCCEEDED], True, O.CANCELLED),
-        ([T.FAILED], True, O.CANCELLED),
-        ([], True, O.CANCELLED),
+        ([T.SUCCEEDED, T.CANCELLED], True, O.CANCELLED),
+        ([T.FAILED, T.CANCELLED], True, O.CANCELLED),
+        # A cancel that cancelled nothing (it came as the last task ended) changes nothing.
+        ([T.SUCCEEDED, T.SUCCEEDED], True, O.SUCCEEDED),
+        ([T.FAILED], True, O.FAILED),
+        ([], True, O.SUCCEEDED),
     ],
 )
 def test_operation_outcome(

@@ -30,6 +30,7 @@ from provisioner.adapters.wire import (
     WireValidationStatus,
     decode_token,
 )
+from provisioner.domain.privacy import PRIVATE_KEY, without_private
 from provisioner.domain.status import TaskAction
 from provisioner.engine.ports import (
     JSON,
@@ -315,13 +316,23 @@ def _validation(result: WireValidationResult) -> ValidationOutcome:
 def _parse(
     endpoint: AdapterEndpoint, method: str, path: str, response: httpx.Response, model: type[Any]
 ) -> Any:
+    """Strict JSON (no NaN or Infinity: nothing could store them), then the wire model."""
     try:
-        return model.model_validate_json(response.content)
-    except ValidationError as exc:
-        reason = exc.errors()[0].get("msg", "invalid body") if exc.errors() else "invalid body"
+        data = json.loads(response.content, parse_constant=_not_json)
+        return model.model_validate(data)
+    except ValueError as exc:  # JSONDecodeError, ValidationError, a non-finite number
+        if isinstance(exc, ValidationError):
+            errors = exc.errors()
+            reason = errors[0].get("msg", "invalid body") if errors else "invalid body"
+        else:
+            reason = str(exc).splitlines()[0]
         raise _protocol_error(
             endpoint, method, path, response, f"unreadable answer ({reason})"
         ) from None
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def _parse_status(
@@ -348,7 +359,7 @@ def _answer_error(
     except ValidationError:
         body = None
         if response.content:
-            detail["body"] = response.text[:2000]
+            detail["body"] = _shown_body(response)
     summary = None
     if body is not None:
         detail.update(body.detail())
@@ -371,11 +382,27 @@ def _protocol_error(
     detail = _base_detail(endpoint, method, path)
     detail["statusCode"] = response.status_code
     detail["contentType"] = response.headers.get("content-type")
-    detail["body"] = response.text[:2000]
+    detail["body"] = _shown_body(response)
     return AdapterError(
         f"{endpoint.infrastructure_template_id} gave an invalid answer to {method} {path}: {what}",
         detail=detail,
     )
+
+
+def _shown_body(response: httpx.Response, *, limit: int = 2000) -> str:
+    """An answer's body for an error report, without any ``privateInfo`` in it.
+
+    Errors are stored and shown by the API, which never shows adapters' private info: a JSON
+    body is shown without it; another body that mentions it is withheld.
+    """
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        text = response.text
+        if PRIVATE_KEY.lower() in text.lower():
+            return "(the body is withheld: it mentions privateInfo)"
+        return text[:limit]
+    return json.dumps(without_private(data), ensure_ascii=False)[:limit]
 
 
 def _transport_error(

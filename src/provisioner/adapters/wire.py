@@ -116,6 +116,7 @@ def decode_token(body: str) -> str | None:
     elif text[:1] in ("{", "[") or text in ("null", "true", "false"):
         return None  # a JSON value, but not a string: no token
     # Otherwise raw text, whatever the label: Spring sends a String body unquoted even as JSON.
-    if not text or len(text) > 1024 or any(ch in text for ch in "\r\n\t"):
+    # Tokens travel in URL paths and database columns: printable text only.
+    if not text or len(text) > 1024 or not text.isprintable():
         return None
     return text

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from provisioner import __version__
 from provisioner.adapters.client import ClientPolicy, TechAdapterClient
 from provisioner.adapters.registry import AdapterRegistry
-from provisioner.api.limits import BodyLimitMiddleware
+from provisioner.api.limits import RequestLimitsMiddleware
 from provisioner.api.problems import install_problem_handlers, problem_documents
 from provisioner.api.routes import router
 from provisioner.api.schemas import Health
@@ -144,7 +144,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     )
     install_problem_handlers(app)
     _publish_problems(app)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(RequestLimitsMiddleware, limit=settings.max_body_bytes)
     app.include_router(router)
     _add_health(app)
     return app

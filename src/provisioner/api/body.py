@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Request
 
 from provisioner.api.problems import UnsupportedMediaTypeError
+from provisioner.domain.descriptor import MAX_ID_LENGTH
 from provisioner.domain.documents import load_json, load_yaml
 from provisioner.errors import BadRequestError, InvalidRequestError, Problem
 
@@ -51,8 +52,10 @@ async def _read_envelope(envelope: Any, query_environment: str | None, size: int
     elif not isinstance(descriptor, str | dict):
         problems.append(Problem("descriptor", "must be a YAML string or an object"))
     environment = envelope.get("environment", query_environment)
-    if environment is not None and (not isinstance(environment, str) or not environment):
-        problems.append(Problem("environment", "must be a non-empty string"))
+    if environment is not None and not _is_name(environment):
+        problems.append(
+            Problem("environment", f"must be printable text of 1 to {MAX_ID_LENGTH} characters")
+        )
     if query_environment is not None and environment != query_environment:
         problems.append(Problem("environment", "differs from the environment query parameter"))
     components = envelope.get("components")
@@ -67,6 +70,10 @@ async def _read_envelope(envelope: Any, query_environment: str | None, size: int
         await _parse(load_yaml, descriptor, size) if isinstance(descriptor, str) else descriptor
     )
     return DeployInput(document, environment, components, size)
+
+
+def _is_name(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH and value.isprintable()
 
 
 def _text(body: bytes) -> str:

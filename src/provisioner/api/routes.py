@@ -156,7 +156,9 @@ async def list_operations(
 async def list_events(
     operation_id: str,
     service: Service,
-    after: Annotated[int, Query(ge=0, description="only events with a greater id")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=2**63 - 1, description="only events with a greater id")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> EventList:
     """The operation's status transitions, in the order they happened."""

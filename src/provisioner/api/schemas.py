@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from provisioner.domain.descriptor import MAX_ID_LENGTH
 from provisioner.store.views import (
     ComponentView,
     OperationView,
@@ -204,8 +205,8 @@ class ReleasePage(Schema):
 class UndeployRequest(Schema):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
-    deployment_unit_id: str = Field(min_length=1)
-    environment: str = Field(min_length=1)
+    deployment_unit_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    environment: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     remove_data: bool = False
     components: list[str] | None = None
 

@@ -65,7 +65,15 @@ class _Reader:
     def problem(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
 
-    def text(self, data: Mapping[str, Any], key: str, path: str, *, required: bool) -> str | None:
+    def text(
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        path: str,
+        *,
+        required: bool,
+        max_length: int | None = None,
+    ) -> str | None:
         value = data.get(key)
         if value is None:
             if required:
@@ -73,6 +81,9 @@ class _Reader:
             return None
         if not isinstance(value, str) or not value.strip():
             self.problem(f"{path}.{key}", "must be a non-empty string (quote numbers)")
+            return None
+        if max_length is not None and len(value) > max_length:
+            self.problem(f"{path}.{key}", f"must be at most {max_length} characters")
             return None
         return value
 
@@ -117,14 +128,19 @@ def parse_descriptor(document: object, *, path: str = "descriptor") -> ParsedDes
     reader = _Reader()
     unit_id = reader.identifier(document, "id", path) or ""
     name = reader.text(document, "name", path, required=True) or ""
-    version = reader.text(document, "version", path, required=True) or ""
-    environment = reader.text(document, "environment", path, required=False)
-    template = reader.text(document, "infrastructureTemplateId", path, required=False)
+    # Fields that are stored are held to the database's column size.
+    version = reader.text(document, "version", path, required=True, max_length=MAX_ID_LENGTH)
+    environment = reader.text(
+        document, "environment", path, required=False, max_length=MAX_ID_LENGTH
+    )
+    template = reader.text(
+        document, "infrastructureTemplateId", path, required=False, max_length=MAX_ID_LENGTH
+    )
     components = _read_components(reader, document, path, unit_id)
     unit = DeploymentUnit(
         id=unit_id,
         name=name,
-        version=version,
+        version=version or "",
         environment=environment,
         infrastructure_template_id=template,
         components=tuple(components),
@@ -171,8 +187,10 @@ def _read_component(
 ) -> Component | None:
     component_id = reader.identifier(item, "id", path)
     kind = reader.text(item, "kind", path, required=True)
-    template = reader.text(item, "infrastructureTemplateId", path, required=True)
-    version = reader.text(item, "version", path, required=False)
+    template = reader.text(
+        item, "infrastructureTemplateId", path, required=True, max_length=MAX_ID_LENGTH
+    )
+    version = reader.text(item, "version", path, required=False, max_length=MAX_ID_LENGTH)
     depends_on = reader.id_list(item, "dependsOn", path)
     if component_id is None:
         return None

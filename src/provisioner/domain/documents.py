@@ -93,6 +93,8 @@ def _check_json(value: Any, *, max_depth: int) -> None:
 
 
 def _require_unicode(text: str) -> None:
+    if "\x00" in text:  # JSON can escape it, but no text column stores it
+        raise BadRequestError("the document contains a NUL character")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -141,6 +143,8 @@ def _check_node_graph(root: yaml.Node, *, max_nodes: int, max_depth: int) -> Non
             raise BadRequestError(f"recursive alias (line {_line(node)})")
         if node.tag not in _ALLOWED_TAGS:
             raise BadRequestError(f"unsupported YAML type {node.tag!r} (line {_line(node)})")
+        if isinstance(node, yaml.ScalarNode) and "\x00" in node.value:  # written as "\0"
+            raise BadRequestError(f"the document contains a NUL character (line {_line(node)})")
         on_path.add(key)
         stack.append((node, True))
         stack.extend((child, False) for child in _children(node) if id(child) not in size)

@@ -62,7 +62,8 @@ class ReleaseStatus(StrEnum):
 def operation_outcome(task_statuses: Iterable[TaskStatus], *, cancelled: bool) -> OperationStatus:
     """The final status of an operation whose tasks are all terminal."""
     statuses = set(task_statuses)
-    if cancelled:
+    # A cancel that cancelled nothing (it came as the last task finished) changes nothing.
+    if cancelled and TaskStatus.CANCELLED in statuses:
         return OperationStatus.CANCELLED
     if statuses <= {TaskStatus.SUCCEEDED}:
         return OperationStatus.SUCCEEDED

@@ -214,6 +214,13 @@ class StateWrite:
     components: list[ComponentState] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     operation: OperationWrite | None = None
+    # A deploy records, when it starts, which components make up the release from now on.
+    members: list[str] | None = None
+    # After an internal error: every task not yet final in the database ends FAILED (those
+    # that may have called their adapter leave their component CORRUPT) and the operation
+    # FAILED with this message. Status columns only, so it cannot fail on the data that
+    # caused the error.
+    abandon: str | None = None
 
 
 class OperationStore(Protocol):

@@ -5,7 +5,8 @@ new writes queue up and go together into the next one, so a burst of task comple
 commit instead of one each, and a quiet chain of tasks still commits each change at once. No
 transaction ever spans an adapter call. When the database is unreachable the writer keeps the
 batch and retries with capped backoff; a write whose fence failed raises ``LeaseLostError`` in
-the runner that submitted it.
+the runner that submitted it. A write the database refuses fails alone: the batch is applied
+again one write at a time, so one operation's bad data never fails its neighbours.
 """
 
 from __future__ import annotations
@@ -49,11 +50,19 @@ class Recorder:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="recorder")
 
-    async def close(self) -> None:
-        """Stop the writer once everything queued so far is written (or has failed)."""
+    async def close(self, *, drain_seconds: float | None = None) -> None:
+        """Stop the writer once everything queued so far is written (or has failed).
+
+        With ``drain_seconds`` (shutdown while the database is away), what is still queued then is
+        dropped: the operations keep their lease until it lapses and are resumed from the
+        database, by this replica's next process or by another.
+        """
         if self._task is None:
             return
-        await self._queue.join()
+        try:
+            await asyncio.wait_for(self._queue.join(), drain_seconds)
+        except TimeoutError:
+            log.warning("writes_abandoned", queued=self._queue.qsize())
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -93,11 +102,14 @@ class Recorder:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
-            except Exception as exc:  # a bug or a constraint: fail the writers, keep serving
-                log.exception("state_write_failed")
-                for pending in batch:
-                    if not pending.done.done():
-                        pending.done.set_exception(exc)
+            except Exception as exc:  # refused by the database: find whose write it is
+                if len(batch) > 1:
+                    for pending in batch:
+                        await self._commit([pending])
+                    return
+                log.exception("state_write_failed", operation_id=batch[0].write.fence.operation_id)
+                if not batch[0].done.done():
+                    batch[0].done.set_exception(exc)
                 return
             break
         for pending in batch:

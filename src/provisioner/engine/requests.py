@@ -87,6 +87,13 @@ class RequestBuilder:
             remove_data=self._header.remove_data,
         )
 
+    def member_ids(self) -> list[str] | None:
+        """For a deploy: the unit and every component of its descriptor, the release's
+        members once it runs. Undeploys leave membership as it is."""
+        if self._header.type is not OperationType.DEPLOY:
+            return None
+        return [self._header.deployment_unit_id, *self._by_id[self._header.id]]
+
     def provisioned_facts(self, task: TaskState) -> tuple[str | None, tuple[str, ...]]:
         """The version and ``dependsOn`` of the component as described in its descriptor."""
         op_id = self.document_operation(task)

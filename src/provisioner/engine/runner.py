@@ -106,6 +106,7 @@ class OperationRunner:
             for task in claimed.tasks
         }
         self._spawned: set[str] = set()  # tasks with a live coroutine
+        self._entered: set[str] = set()  # tasks whose coroutine has begun
         # Tasks whose adapter call has been sent (by this run, or by a previous owner).
         self._calling = {t.component_id for t in claimed.tasks if t.status is TaskStatus.RUNNING}
         self._status_before: dict[str, ComponentStatus] = {}
@@ -185,8 +186,10 @@ class OperationRunner:
         ]
         if self._claimed.cancel_requested:
             self._stop = _Stop.CANCEL
+        assert self._builder is not None
+        write.members = self._builder.member_ids()
         started = set() if self._stop else self._start_ready(ready, write, now)
-        if write.tasks or write.events:
+        if write.tasks or write.events or write.members is not None:
             await self._write(write, started)
         for task in [*resumed, *ready]:
             self._spawn(task.component_id, started=task.component_id in started)
@@ -217,31 +220,14 @@ class OperationRunner:
         return outcome
 
     async def record_crash(self, exc: BaseException) -> None:
-        """After an unexpected error: every unfinished task and the operation end FAILED."""
-        now = self._clock()
+        """After an unexpected error: the operation and its unfinished tasks end FAILED.
+
+        The database, not memory, says what is unfinished: the state that failed to be written
+        may be what caused the error, so only statuses are written.
+        """
         message = f"internal error: {type(exc).__name__}: {exc}"
         write = self._new_write()
-        for task in self._tasks.values():
-            if task.status.is_terminal:
-                continue
-            old = task.status
-            task.status, task.finished_at, task.error = TaskStatus.FAILED, now, {"message": message}
-            write.tasks.append(task)
-            write.events.append(Event(task.component_id, old, task.status, now))
-            component = self._components[task.component_id]
-            if task.component_id in self._calling:
-                component.status = ComponentStatus.CORRUPT
-            self._stamp_last_operation(component, task.status, now)
-            write.components.append(component)
-        write.operation = OperationWrite(
-            status=OperationStatus.FAILED,
-            started_at=self._claimed.started_at,
-            finished_at=now,
-            error=message,
-        )
-        write.events.append(
-            Event(None, OperationStatus.RUNNING, OperationStatus.FAILED, now, {"error": message})
-        )
+        write.abandon = "".join(ch for ch in message if ch.isprintable())[:1000]
         await self._recorder.write(write)
 
     # --- one task ---------------------------------------------------------------------------
@@ -249,11 +235,38 @@ class OperationRunner:
     def _spawn(self, component_id: str, *, started: bool) -> None:
         assert self._group is not None
         self._spawned.add(component_id)
-        self._group.create_task(self._execute(component_id, started=started), name=component_id)
+        try:
+            child = self._group.create_task(
+                self._execute(component_id, started=started), name=component_id
+            )
+        except RuntimeError:  # the group is shutting down (lease lost): nothing more starts
+            self._spawned.discard(component_id)
+            if started:
+                self._release_slot(component_id)
+            return
+        if started:
+            # Cancelled before its first step (the run was abandoned), the task never reaches
+            # the code that gives its slot back: give it back here.
+            child.add_done_callback(lambda _: self._release_if_never_entered(component_id))
+
+    def _release_if_never_entered(self, component_id: str) -> None:
+        if component_id not in self._entered:
+            self._release_slot(component_id)
+
+    def _release_slot(self, component_id: str) -> None:
+        endpoint = self._endpoint(self._tasks[component_id])
+        if endpoint is not None:
+            self._slots.release(endpoint.key)
 
     async def _execute(self, component_id: str, *, started: bool) -> None:
         """Run one task; ``started`` means its slot is held and its start already recorded."""
+        self._entered.add(component_id)
         task = self._tasks[component_id]
+        if task.status.is_terminal:  # cancelled while its spawn waited for a write
+            self._spawned.discard(component_id)
+            if started:
+                self._release_slot(component_id)
+            return
         try:
             endpoint = self._endpoint(task)
             if endpoint is None:
@@ -354,13 +367,15 @@ class OperationRunner:
         if task.status is TaskStatus.WAITING:
             task.started_at = self._clock()
             task.attempts += 1
-        await self._finish(task, result)
+        await self._finish(task, result, called=False)
 
-    async def _finish(self, task: TaskState, result: ProvisioningResult) -> None:
+    async def _finish(
+        self, task: TaskState, result: ProvisioningResult, *, called: bool = True
+    ) -> None:
         """Record the result; start (in the same write) the successors it unblocks."""
         now = self._clock()
         write = self._new_write()
-        self._mark_finished(task, result, write, now)
+        self._mark_finished(task, result, write, now, called=called)
         ready: list[TaskState] = []
         if result.succeeded:
             for successor in self._successors[task.component_id]:
@@ -444,9 +459,7 @@ class OperationRunner:
             await self._recorder.write(write)
         except BaseException:
             for component_id in holding:
-                endpoint = self._endpoint(self._tasks[component_id])
-                if endpoint is not None:
-                    self._slots.release(endpoint.key)
+                self._release_slot(component_id)
             raise
 
     def _mark_started(self, task: TaskState, write: StateWrite, now: datetime) -> None:
@@ -470,7 +483,13 @@ class OperationRunner:
         write.components.append(component)
 
     def _mark_finished(
-        self, task: TaskState, result: ProvisioningResult, write: StateWrite, now: datetime
+        self,
+        task: TaskState,
+        result: ProvisioningResult,
+        write: StateWrite,
+        now: datetime,
+        *,
+        called: bool = True,
     ) -> None:
         assert self._builder is not None
         old = task.status
@@ -488,7 +507,8 @@ class OperationRunner:
         if result.logs:
             component.logs = result.logs
         if not result.succeeded:
-            component.status = ComponentStatus.CORRUPT
+            if called:  # the adapter may have done part of the work
+                component.status = ComponentStatus.CORRUPT
         elif task.action is TaskAction.PROVISION:
             component.status = ComponentStatus.DEPLOYED
             component.version, component.depends_on = self._builder.provisioned_facts(task)

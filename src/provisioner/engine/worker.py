@@ -136,7 +136,7 @@ class Worker:
         await asyncio.gather(
             *(run.task for run in list(self._runs.values())), return_exceptions=True
         )
-        await self._recorder.close()
+        await self._recorder.close(drain_seconds=max(grace_seconds, 1.0))
         await _cancel(self._controlling)
         await self._lag.stop()
         if handed_back:

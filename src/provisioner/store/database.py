@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from provisioner.errors import DatabaseUnavailableError
+from provisioner.errors import DatabaseUnavailableError, UnstorableValueError
 
 T = TypeVar("T")
 
@@ -106,8 +106,13 @@ def _translated() -> Iterator[None]:
     except (OperationalError, InterfaceError, PoolTimeoutError, OSError) as exc:
         raise DatabaseUnavailableError(_first_line(exc)) from exc
     except DBAPIError as exc:
-        if exc.connection_invalidated or _sqlstate(exc).startswith(_UNAVAILABLE_SQLSTATES):
+        sqlstate = _sqlstate(exc)
+        if exc.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
             raise DatabaseUnavailableError(_first_line(exc)) from exc
+        if sqlstate.startswith("22"):  # data exception: the value, not the database, is wrong
+            raise UnstorableValueError(
+                f"a value cannot be stored: {_first_line(exc.orig or exc)}"
+            ) from exc
         raise
 
 

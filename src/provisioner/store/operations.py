@@ -15,6 +15,7 @@ from provisioner.domain.status import (
     OperationStatus,
     OperationType,
     ReleaseStatus,
+    TaskStatus,
     derive_release_status,
 )
 from provisioner.engine.ports import (
@@ -271,7 +272,11 @@ class SqlOperationStore:
         live = [write for write in writes if write.fence.operation_id not in failed]
         self._write_rows(conn, live, now)
         for write in live:
-            if write.operation is not None:
+            if write.members is not None:
+                _record_members(conn, write.header, write.members)
+            if write.abandon is not None:
+                _abandon(conn, write.header, write.abandon, now)
+            elif write.operation is not None:
                 self._write_operation(conn, write, now)
         return failed
 
@@ -460,6 +465,103 @@ class _Parts:
             release_descriptor_operation_id=self.release_descriptor.get(key),
             documents_size=sum(size for _, size in mine.values()),
         )
+
+
+_SET_MEMBER = (
+    update(components)
+    .where(
+        components.c.deployment_unit_id == bindparam("k_unit"),
+        components.c.environment == bindparam("k_environment"),
+        components.c.component_id == bindparam("k_component"),
+    )
+    .values(member=True)
+)
+
+
+def _record_members(conn: Connection, header: OperationHeader, members: Sequence[str]) -> None:
+    """From now on the release is made of these (and of whatever is still deployed)."""
+    conn.execute(
+        update(components)
+        .where(
+            components.c.deployment_unit_id == header.deployment_unit_id,
+            components.c.environment == header.environment,
+        )
+        .values(member=False)
+    )
+    conn.execute(
+        _SET_MEMBER,
+        [
+            {
+                "k_unit": header.deployment_unit_id,
+                "k_environment": header.environment,
+                "k_component": component_id,
+            }
+            for component_id in members
+        ],
+    )
+
+
+def _abandon(conn: Connection, header: OperationHeader, message: str, now: datetime) -> None:
+    """End an operation FAILED after an internal error, writing statuses only."""
+    unfinished = conn.execute(
+        select(tasks.c.component_id, tasks.c.status).where(
+            tasks.c.operation_id == header.id,
+            tasks.c.status.in_([TaskStatus.WAITING, TaskStatus.RUNNING]),
+        )
+    ).all()
+    error = {"message": message}
+    conn.execute(
+        update(tasks)
+        .where(
+            tasks.c.operation_id == header.id,
+            tasks.c.status.in_([TaskStatus.WAITING, TaskStatus.RUNNING]),
+        )
+        .values(status=TaskStatus.FAILED, finished_at=now, error=error)
+    )
+    called = [row.component_id for row in unfinished if row.status == TaskStatus.RUNNING]
+    if called:  # their adapter may have acted: nobody knows what is deployed
+        conn.execute(
+            update(components)
+            .where(
+                components.c.deployment_unit_id == header.deployment_unit_id,
+                components.c.environment == header.environment,
+                components.c.component_id.in_(called),
+            )
+            .values(
+                status=ComponentStatus.CORRUPT,
+                last_operation_id=header.id,
+                last_operation_type=header.type,
+                last_task_status=TaskStatus.FAILED,
+                last_finished_at=now,
+                updated_at=now,
+            )
+        )
+    conn.execute(
+        update(operations)
+        .where(operations.c.id == header.id)
+        .values(
+            status=OperationStatus.FAILED,
+            finished_at=now,
+            error=message,
+            owner=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+    )
+    conn.execute(
+        INSERT_EVENTS,
+        [
+            *(
+                event_values(header.id, Event(row.component_id, row.status, TaskStatus.FAILED, now))
+                for row in unfinished
+            ),
+            event_values(
+                header.id,
+                Event(None, OperationStatus.RUNNING, OperationStatus.FAILED, now, error),
+            ),
+        ],
+    )
+    settle_release(conn, header, OperationStatus.FAILED, now)
 
 
 def header_of(row: Any) -> OperationHeader:

@@ -38,7 +38,7 @@ from provisioner.store.views import OperationView, TaskView
 
 @dataclass(frozen=True, slots=True)
 class ComponentSeed:
-    """A component of a deployed descriptor, so the release knows all its members."""
+    """A component of a descriptor being deployed, for which the release needs a row."""
 
     component_id: str
     is_system: bool
@@ -59,6 +59,20 @@ class ReleaseSnapshot:
         self._key = (deployment_unit_id, environment)
         self.exists = release is not None
         self.version: str | None = release.version if release is not None else None
+
+    def ran_since(self, operation_id: str) -> bool:
+        """Whether an operation submitted after ``operation_id`` has run on this release."""
+        later = self._conn.execute(
+            select(operations.c.id)
+            .where(
+                operations.c.deployment_unit_id == self._key[0],
+                operations.c.environment == self._key[1],
+                operations.c.id > operation_id,
+                operations.c.started_at.is_not(None),
+            )
+            .limit(1)
+        ).first()
+        return later is not None
 
     @cached_property
     def components(self) -> dict[str, ComponentState]:
@@ -86,7 +100,7 @@ class NewOperation:
     descriptor_json: str | None = None
     requested_components: Sequence[str] | None = None
     retry_of: str | None = None
-    members: Collection[ComponentSeed] = field(default_factory=tuple)
+    seeds: Collection[ComponentSeed] = field(default_factory=tuple)
 
 
 Planner = Callable[[ReleaseSnapshot], NewOperation]
@@ -116,14 +130,18 @@ class Submissions:
             self._insert(conn, new)
             return new
 
-        try:
-            return await self._db.transaction(work)
-        except IntegrityError:
-            # Another replica inserted an active operation after our check: name it.
-            await self._db.transaction(
-                lambda conn: _refuse_if_active(conn, deployment_unit_id, environment)
-            )
-            raise
+        for attempt in (1, 2):
+            try:
+                return await self._db.transaction(work)
+            except IntegrityError:
+                # Another replica inserted an active operation after our check: name it. If
+                # it has already ended, the way is clear: plan again, once.
+                await self._db.transaction(
+                    lambda conn: _refuse_if_active(conn, deployment_unit_id, environment)
+                )
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _insert(self, conn: Connection, new: NewOperation) -> None:
         now = new.created_at
@@ -165,8 +183,8 @@ class Submissions:
             ],
         )
         self._upsert_release(conn, new)
-        if new.members:
-            self._upsert_members(conn, new)
+        if new.seeds:
+            self._insert_components(conn, new)
         conn.execute(
             insert(events),
             [event_values(new.id, Event(None, None, OperationStatus.PENDING, now))],
@@ -196,25 +214,18 @@ class Submissions:
             )
         )
 
-    def _upsert_members(self, conn: Connection, new: NewOperation) -> None:
-        """Record the deployed descriptor's components as the release's members."""
-        conn.execute(
-            update(components)
-            .where(
-                components.c.deployment_unit_id == new.deployment_unit_id,
-                components.c.environment == new.environment,
-            )
-            .values(member=False)
-        )
+    def _insert_components(self, conn: Connection, new: NewOperation) -> None:
+        """Rows for the descriptor's components not seen before (NOT_DEPLOYED, not yet
+        members): membership changes only when the deploy runs, so a deploy cancelled while
+        pending leaves the release as it was."""
         statement = self._insert_for(components)
         conn.execute(
-            statement.on_conflict_do_update(
+            statement.on_conflict_do_nothing(
                 index_elements=[
                     components.c.deployment_unit_id,
                     components.c.environment,
                     components.c.component_id,
-                ],
-                set_={"member": True},
+                ]
             ),
             [
                 {
@@ -222,13 +233,13 @@ class Submissions:
                     "environment": new.environment,
                     "component_id": seed.component_id,
                     "is_system": seed.is_system,
-                    "member": True,
+                    "member": False,
                     "status": ComponentStatus.NOT_DEPLOYED,
                     "infrastructure_template_id": seed.infrastructure_template_id,
                     "depends_on": list(seed.depends_on),
                     "updated_at": new.created_at,
                 }
-                for seed in new.members
+                for seed in new.seeds
             ],
         )
 
