@@ -15,11 +15,17 @@ from provisioner.domain.rendering import (
     DescriptorTexts,
     ProvisioningRecord,
     SharedText,
+    WireText,
     enrich_descriptor,
-    json_encoded,
     to_yaml,
 )
 from provisioner.domain.status import OperationType, TaskStatus
+
+
+def json_encoded(text: WireText) -> str:
+    """The whole JSON string encoding that requests send in parts."""
+    return b"".join(text.json_parts()).decode()
+
 
 # Strings a naive YAML writer would mangle: YAML keywords and numbers, indicators, quotes,
 # line breaks of every kind (YAML 1.1 also breaks lines on NEL, LS and PS), non-ASCII text.

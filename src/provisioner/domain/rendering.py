@@ -53,11 +53,6 @@ def _json_bytes(text: str) -> bytes:
     return json.dumps(text, ensure_ascii=False).encode()
 
 
-def json_encoded(text: WireText) -> str:
-    """The whole JSON string encoding (for inspection; requests send the parts)."""
-    return b"".join(text.json_parts()).decode()
-
-
 class SharedText:
     """A text sent many times; its JSON encoding is computed once, on first use."""
 
