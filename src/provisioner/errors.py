@@ -9,10 +9,12 @@
     ├── NotFoundError                an operation, release or component that does not exist
     ├── ConflictError                the request clashes with current state
     │   ├── OperationActiveError     another operation is active on the same unit and environment
-    │   └── OperationFinishedError   the operation already ended (cancel)
+    │   ├── OperationFinishedError   the operation already ended (cancel)
+    │   └── ReleaseChangedError      the release changed while a request was planned against it
     ├── ConfigurationError           the adapter registry or settings are unusable
     ├── AdapterError                 a Tech Adapter call did not give a usable result
-    │   └── AdapterTransientError    may pass if repeated (connect error, 502/503/504, reset)
+    │   ├── AdapterTransientError    may pass if repeated (connect error, 502/503/504, reset)
+    │   └── AdapterTimeoutError      the adapter took longer than its timeoutSeconds
     ├── LeaseLostError               another owner took the operation over (fencing)
     └── DatabaseUnavailableError     the database cannot be reached right now
 
@@ -92,6 +94,10 @@ class OperationFinishedError(ConflictError):
     """The operation has already finished."""
 
 
+class ReleaseChangedError(ConflictError):
+    """An operation was submitted on the release while this request was planned against it."""
+
+
 class ConfigurationError(ProvisionerError):
     """The settings or the Tech Adapter registry cannot be used."""
 
@@ -118,6 +124,16 @@ class AdapterTransientError(AdapterError):
         # True when the adapter cannot have acted on the request (connection refused, 503),
         # the only case in which a provision POST may be sent again.
         self.not_processed = not_processed
+
+
+class AdapterTimeoutError(AdapterError):
+    """The adapter did not answer, or its operation did not finish, within ``timeoutSeconds``."""
+
+    def __init__(self, adapter: str, seconds: float, *, awaiting: str = "finish") -> None:
+        super().__init__(
+            f"the Tech Adapter {adapter} did not {awaiting} within {seconds:g} s (timeoutSeconds)",
+            detail={"adapter": adapter, "timeoutSeconds": seconds},
+        )
 
 
 class LeaseLostError(ProvisionerError):

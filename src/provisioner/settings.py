@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
+C = TypeVar("C")
 
 
 class Settings(BaseSettings):
@@ -18,6 +20,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PROVISIONER_", extra="ignore", frozen=True)
 
     database_url: str = "sqlite+aiosqlite:///./provisioner.db"
+    # PostgreSQL connections per replica: the write pool (and as many again in overflow) and
+    # the read pool (likewise), apart so that status reads never queue behind writes.
+    database_pool_size: int = Field(default=10, ge=1)
+    database_read_pool_size: int = Field(default=5, ge=1)
     config: Path | None = Field(
         default=None, description="YAML file with the Tech Adapter registry"
     )
@@ -46,6 +52,8 @@ class Settings(BaseSettings):
     retry_attempts: int = Field(default=5, ge=1, description="per adapter request")
     retry_max_seconds: float = Field(default=30.0, gt=0)
     poll_error_budget: int = Field(default=10, ge=1)
+    adapter_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    poll_timeout_seconds: float = Field(default=30.0, gt=0, description="one status poll")
 
     failpoints: str | None = Field(
         default=None,
@@ -54,6 +62,12 @@ class Settings(BaseSettings):
 
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def configure(self, cls: type[C], **overrides: Any) -> C:
+        """A ``cls`` dataclass whose fields named like settings take their values."""
+        names = [item.name for item in fields(cls)]  # type: ignore[arg-type]
+        known = {name: getattr(self, name) for name in names if name in type(self).model_fields}
+        return cls(**(known | overrides))
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
@@ -68,12 +82,3 @@ class Settings(BaseSettings):
         if self.lease_seconds < 1.0:
             raise ValueError("lease_seconds below 1 s leaves no room for a heartbeat")
         return self
-
-    @property
-    def heartbeat_seconds(self) -> float:
-        """Leases are renewed three times per lease period."""
-        return self.lease_seconds / 3
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,15 +16,16 @@ from sqlalchemy import insert
 from provisioner.domain.descriptor import parse_descriptor
 from provisioner.domain.plan import plan_deploy
 from provisioner.domain.status import OperationType, TaskStatus
-from provisioner.engine.ports import Event, StateWrite
-from provisioner.errors import OperationActiveError
-from provisioner.service import new_operation_id
+from provisioner.engine.ports import Event, OperationHeader, StateWrite
+from provisioner.errors import OperationActiveError, ReleaseChangedError
+from provisioner.service.ids import new_operation_id
 from provisioner.store.database import Database
 from provisioner.store.migrate import current_revision, head_revision, migrate
 from provisioner.store.models import Base, operations
 from provisioner.store.operations import SqlOperationStore
 from provisioner.store.queries import Queries
-from provisioner.store.submissions import NewOperation, ReleaseSnapshot, Submissions
+from provisioner.store.submissions import NewOperation, Submissions
+from provisioner.store.views import OperationView
 from tests.support import component, unit
 
 LEASE = 30.0
@@ -55,24 +57,26 @@ async def database(database_url: str) -> AsyncIterator[Database]:
     await db.dispose()
 
 
-def planner(unit_id: str, operation_id: str | None = None):  # type: ignore[no-untyped-def]
+def deploy_of(unit_id: str) -> NewOperation:
+    """A new DEPLOY of a unit with two components (b depends on a)."""
     parsed = parse_descriptor(unit(unit_id, [component("a"), component("b", depends_on=["a"])]))
-    new_id = operation_id or new_operation_id()
-
-    def plan(_snapshot: ReleaseSnapshot) -> NewOperation:
-        return NewOperation(
-            id=new_id,
+    return NewOperation(
+        header=OperationHeader(
+            id=new_operation_id(),
             type=OperationType.DEPLOY,
             deployment_unit_id=unit_id,
             environment="development",
             version="1.0.0",
             remove_data=False,
-            plan=plan_deploy(parsed.unit),
             created_at=datetime.now(UTC),
-            descriptor_json="{}",
-        )
+        ),
+        plan=plan_deploy(parsed.unit),
+        descriptor_json="{}",
+    )
 
-    return plan
+
+async def submit(database: Database, unit_id: str) -> OperationView:
+    return await Submissions(database).submit(deploy_of(unit_id))
 
 
 async def test_migrations_reach_head_and_match_the_models(database: Database) -> None:
@@ -94,13 +98,13 @@ async def test_one_active_operation_per_release_even_when_submitted_at_once(
     other = Database(database_url)
     try:
         results = await asyncio.gather(
-            Submissions(database).submit("u1", "development", planner("u1")),
-            Submissions(other).submit("u1", "development", planner("u1")),
+            Submissions(database).submit(deploy_of("u1")),
+            Submissions(other).submit(deploy_of("u1")),
             return_exceptions=True,
         )
     finally:
         await other.dispose()
-    winners = [r.id for r in results if isinstance(r, NewOperation)]
+    winners = [r.id for r in results if isinstance(r, OperationView)]
     losers = [r for r in results if isinstance(r, OperationActiveError)]
     assert len(winners) == 1, results
     assert len(losers) == 1, results
@@ -109,7 +113,7 @@ async def test_one_active_operation_per_release_even_when_submitted_at_once(
 
 async def test_the_database_itself_refuses_a_second_active_operation(database: Database) -> None:
     """The partial unique index holds even for writes that skip the service's checks."""
-    await Submissions(database).submit("u2", "development", planner("u2"))
+    await submit(database, "u2")
     now = datetime.now(UTC)
     with pytest.raises(Exception, match=r"(?i)unique"):
         await database.transaction(
@@ -136,7 +140,7 @@ async def test_an_operation_is_claimed_by_one_owner_and_fenced_after_a_takeover(
     """A claim takes a pending operation once; after the lease lapses another owner takes it
     with a higher fence, and the first owner's writes are refused."""
     store = SqlOperationStore(database)
-    operation_id = (await Submissions(database).submit("u3", "development", planner("u3"))).id
+    operation_id = (await submit(database, "u3")).id
     now = datetime.now(UTC)
 
     first = await store.claim(owner="r1/a", replica_id="r1", limit=10, lease_seconds=LEASE, now=now)
@@ -153,8 +157,8 @@ async def test_an_operation_is_claimed_by_one_owner_and_fenced_after_a_takeover(
     )
     assert second[0].fence.token == first[0].fence.token + 1
 
-    stale = StateWrite(fence=first[0].fence, header=first[0].header, tasks=[first[0].tasks[0]])
-    stale.tasks[0].status = TaskStatus.SUCCEEDED
+    done = replace(first[0].tasks[0], status=TaskStatus.SUCCEEDED)
+    stale = StateWrite(fence=first[0].fence, header=first[0].header, tasks=[done])
     assert await store.apply([stale], lease_seconds=LEASE) == {operation_id}
     fresh = StateWrite(
         fence=second[0].fence,
@@ -169,7 +173,7 @@ async def test_an_operation_is_claimed_by_one_owner_and_fenced_after_a_takeover(
 async def test_a_restarted_replica_takes_back_its_operations_at_once(database: Database) -> None:
     """Same replica id, new process: no need to wait for the lease to lapse."""
     store = SqlOperationStore(database)
-    await Submissions(database).submit("u4", "development", planner("u4"))
+    await submit(database, "u4")
     now = datetime.now(UTC)
     await store.claim(owner="r1/old", replica_id="r1", limit=10, lease_seconds=LEASE, now=now)
     assert (
@@ -184,7 +188,7 @@ async def test_a_restarted_replica_takes_back_its_operations_at_once(database: D
 
 async def test_a_handed_back_operation_is_claimable_at_once(database: Database) -> None:
     store = SqlOperationStore(database)
-    await Submissions(database).submit("u5", "development", planner("u5"))
+    await submit(database, "u5")
     now = datetime.now(UTC)
     claimed = await store.claim(
         owner="r1/a", replica_id="r1", limit=10, lease_seconds=LEASE, now=now
@@ -196,10 +200,7 @@ async def test_a_handed_back_operation_is_claimable_at_once(database: Database) 
 
 async def test_pending_operations_are_claimed_in_submission_order(database: Database) -> None:
     store = SqlOperationStore(database)
-    submitted = [
-        (await Submissions(database).submit(f"order-{i}", "development", planner(f"order-{i}"))).id
-        for i in range(5)
-    ]
+    submitted = [(await submit(database, f"order-{i}")).id for i in range(5)]
     now = datetime.now(UTC)
     first = await store.claim(owner="r/a", replica_id="r", limit=2, lease_seconds=LEASE, now=now)
     rest = await store.claim(owner="r/a", replica_id="r", limit=10, lease_seconds=LEASE, now=now)
@@ -208,7 +209,7 @@ async def test_pending_operations_are_claimed_in_submission_order(database: Data
 
 async def test_a_cancel_request_is_seen_by_the_owner(database: Database) -> None:
     store = SqlOperationStore(database)
-    operation_id = (await Submissions(database).submit("u6", "development", planner("u6"))).id
+    operation_id = (await submit(database, "u6")).id
     now = datetime.now(UTC)
     claimed = await store.claim(owner="r/a", replica_id="r", limit=1, lease_seconds=LEASE, now=now)
     assert await Submissions(database).request_cancel(operation_id, now=now) == "RUNNING"
@@ -223,7 +224,7 @@ async def test_a_batch_writes_what_holds_its_fence_and_drops_what_does_not(
     other is written and its lease renewed."""
     store = SqlOperationStore(database)
     for unit_id in ("b1", "b2"):
-        await Submissions(database).submit(unit_id, "development", planner(unit_id))
+        await submit(database, unit_id)
     now = datetime.now(UTC)
     mine = await store.claim(owner="r1/a", replica_id="r1", limit=2, lease_seconds=LEASE, now=now)
     later = now + timedelta(seconds=1)
@@ -246,3 +247,20 @@ async def test_a_batch_writes_what_holds_its_fence_and_drops_what_does_not(
     assert events[-1].detail == {"batch": True}
     stolen_events = await Queries(database).events(stolen.header.id, after=0, limit=100)
     assert all(event.detail != {"batch": True} for event in stolen_events)
+
+
+async def test_a_plan_made_against_a_release_that_moved_on_is_refused(database: Database) -> None:
+    """``submit`` stores an operation planned against a release only if no operation was
+    submitted there since the release was read: otherwise the request is planned again."""
+    submissions = Submissions(database)
+    before = await submissions.release_state("u7", "development")
+    assert before.last_operation_id is None
+    assert before.components == {}
+    first = await submissions.submit(deploy_of("u7"), based_on=before)
+    await submissions.request_cancel(first.id, now=datetime.now(UTC))
+    with pytest.raises(ReleaseChangedError):
+        await submissions.submit(deploy_of("u7"), based_on=before)
+    now = await submissions.release_state("u7", "development")
+    assert now.last_operation_id == first.id
+    assert now.active_operation_id is None
+    assert (await submissions.submit(deploy_of("u7"), based_on=now)).id != first.id

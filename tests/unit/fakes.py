@@ -28,7 +28,9 @@ from provisioner.engine.ports import (
     StateWrite,
     TaskState,
 )
-from provisioner.errors import AdapterError
+from provisioner.errors import AdapterError, ReleaseChangedError
+from provisioner.store.submissions import NewOperation, ReleaseState
+from provisioner.store.views import EventView, OperationView, Page, ReleaseView
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -168,6 +170,9 @@ class FakeStore:
         self.lost: set[str] = set()
         self.failures: list[Exception] = []  # raised by the next apply calls, in order
         self.snapshots: list[list[tuple[str, str]]] = []
+        # The latest state written of each task and component, by id.
+        self.tasks: dict[str, TaskState] = {}
+        self.components: dict[str, ComponentState] = {}
 
     async def apply(self, writes: Sequence[StateWrite], *, lease_seconds: float) -> set[str]:
         if self.failures:
@@ -178,6 +183,8 @@ class FakeStore:
             if write.fence.operation_id not in failed:
                 self.writes.append(write)
                 self.snapshots.append([(t.component_id, t.status.value) for t in write.tasks])
+                self.tasks.update((t.component_id, t) for t in write.tasks)
+                self.components.update((c.component_id, c) for c in write.components)
         return failed
 
     async def claim(self, **_: Any) -> list[ClaimedOperation]:
@@ -252,3 +259,85 @@ def claimed_deploy(document: dict[str, Any], *, operation_id: str = "op-1") -> C
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+# --- the service's ports ---------------------------------------------------------------------
+
+
+class FakeSubmissions:
+    """Releases and submitted operations in memory; ``changes`` makes the next submits find the
+    release changed (``ReleaseChangedError``), as if another request had won the race."""
+
+    def __init__(self) -> None:
+        self.releases: dict[tuple[str, str], ReleaseState] = {}
+        self.submitted: list[NewOperation] = []
+        self.reads = 0
+        self.changes = 0
+        self.cancels: dict[str, OperationStatus] = {}
+
+    def release(self, unit_id: str, *states: ComponentState, **fields: Any) -> ReleaseState:
+        """Set the release of ``unit_id`` in development to these component states."""
+        state = ReleaseState(
+            unit_id,
+            "development",
+            components={s.component_id: s for s in states},
+            **fields,
+        )
+        self.releases[(unit_id, "development")] = state
+        return state
+
+    async def release_state(self, deployment_unit_id: str, environment: str) -> ReleaseState:
+        self.reads += 1
+        key = (deployment_unit_id, environment)
+        return self.releases.get(key, ReleaseState(deployment_unit_id, environment))
+
+    async def submit(
+        self, new: NewOperation, *, based_on: ReleaseState | None = None
+    ) -> OperationView:
+        if based_on is not None and self.changes:
+            self.changes -= 1
+            raise ReleaseChangedError("changed")
+        self.submitted.append(new)
+        return new.view()
+
+    async def request_cancel(self, operation_id: str, *, now: datetime) -> OperationStatus:
+        return self.cancels[operation_id]
+
+
+class FakeReads:
+    """Operations and documents in memory."""
+
+    def __init__(self) -> None:
+        self.views: dict[str, OperationView] = {}
+        self.documents: dict[str, dict[str, Any]] = {}
+
+    async def operation(self, operation_id: str) -> OperationView | None:
+        return self.views.get(operation_id)
+
+    async def operations(self, **_: Any) -> Page[OperationView]:
+        return Page(list(self.views.values()), None)
+
+    async def events(self, operation_id: str, *, after: int, limit: int) -> list[EventView]:
+        return []
+
+    async def release(self, deployment_unit_id: str, environment: str) -> ReleaseView | None:
+        return None
+
+    async def releases(self, **_: Any) -> Page[ReleaseView]:
+        return Page([], None)
+
+    async def document(self, operation_id: str) -> dict[str, Any] | None:
+        return self.documents.get(operation_id)
+
+
+class FakeWorker:
+    def __init__(self) -> None:
+        self.wakes = 0
+        self.cancelled: list[str] = []
+
+    def wake(self) -> None:
+        self.wakes += 1
+
+    def cancel(self, operation_id: str) -> bool:
+        self.cancelled.append(operation_id)
+        return True

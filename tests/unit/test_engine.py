@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from provisioner.domain.status import ComponentStatus, OperationStatus, TaskStatus
-from provisioner.engine.ports import ClaimedOperation, StateWrite
+from provisioner.engine.ports import ClaimedOperation, ComponentState, StateWrite
 from provisioner.engine.recorder import Recorder
 from provisioner.engine.runner import OperationRunner
 from provisioner.engine.slots import Slots
@@ -63,11 +64,23 @@ class Harness:
             await self.recorder.close()
 
     def task(self, component_id: str) -> Any:
-        return next(t for t in self.claimed.tasks if t.component_id == component_id)
+        """The task as last written (as it was claimed, if never written)."""
+        claimed = next(t for t in self.claimed.tasks if t.component_id == component_id)
+        return self.store.tasks.get(component_id, claimed)
+
+    def component(self, component_id: str) -> ComponentState:
+        """The component as last written (as it was claimed, if never written)."""
+        return self.store.components.get(component_id, self.claimed.components[component_id])
 
 
 def deploy(*components: dict[str, Any], **extra: Any) -> ClaimedOperation:
     return claimed_deploy(unit(UNIT, list(components), **extra))
+
+
+def as_left(claimed: ClaimedOperation, **changes: dict[str, Any]) -> ClaimedOperation:
+    """``claimed`` as a previous run left it: ``changes`` per component id."""
+    claimed.tasks = [replace(t, **changes.get(t.component_id, {})) for t in claimed.tasks]
+    return claimed
 
 
 async def test_a_task_starts_as_soon_as_its_own_dependencies_succeed() -> None:
@@ -108,9 +121,9 @@ async def test_a_failure_skips_what_is_downstream_and_spares_independent_branche
     assert harness.task("e").status is TaskStatus.SKIPPED
     assert harness.task("c").status is TaskStatus.SUCCEEDED
     assert "b" not in harness.adapters.started
-    assert harness.claimed.components["a"].status is ComponentStatus.CORRUPT
-    assert harness.claimed.components["b"].status is ComponentStatus.NOT_DEPLOYED
-    assert harness.claimed.components["b"].last_task_status is TaskStatus.SKIPPED
+    assert harness.component("a").status is ComponentStatus.CORRUPT
+    assert harness.component("b").status is ComponentStatus.NOT_DEPLOYED
+    assert harness.component("b").last_task_status is TaskStatus.SKIPPED
 
 
 async def test_tasks_already_running_finish_and_are_recorded_when_another_fails() -> None:
@@ -126,7 +139,7 @@ async def test_tasks_already_running_finish_and_are_recorded_when_another_fails(
     gate.set()
     assert await running is OperationStatus.FAILED
     assert harness.task("slow").status is TaskStatus.SUCCEEDED
-    assert harness.claimed.components["slow"].status is ComponentStatus.DEPLOYED
+    assert harness.component("slow").status is ComponentStatus.DEPLOYED
 
 
 async def test_the_global_limit_bounds_calls_in_flight() -> None:
@@ -188,14 +201,13 @@ async def test_resuming_repeats_nothing_that_succeeded() -> None:
         component("inflight"),
         component("next", depends_on=["polling", "inflight"]),
     )
-    tasks = {t.component_id: t for t in claimed.tasks}
-    tasks[UNIT].status = tasks["done"].status = TaskStatus.SUCCEEDED
-    tasks["polling"].status, tasks["polling"].token, tasks["polling"].attempts = (
-        TaskStatus.RUNNING,
-        "tok-9",
-        1,
+    done = {"status": TaskStatus.SUCCEEDED}
+    as_left(
+        claimed,
+        **{UNIT: done, "done": done},
+        polling={"status": TaskStatus.RUNNING, "token": "tok-9", "attempts": 1},
+        inflight={"status": TaskStatus.RUNNING, "attempts": 1},
     )
-    tasks["inflight"].status, tasks["inflight"].attempts = TaskStatus.RUNNING, 1
     harness = Harness(claimed, scripts={"polling": Script(token="tok-9")})
 
     assert await harness.run() is OperationStatus.SUCCEEDED
@@ -203,8 +215,8 @@ async def test_resuming_repeats_nothing_that_succeeded() -> None:
     assert "polling" not in harness.adapters.started
     assert harness.adapters.waited == [("polling", "tok-9")]
     assert harness.adapters.started.count("inflight") == 1
-    assert tasks["inflight"].attempts == 2
-    assert tasks["polling"].attempts == 1
+    assert harness.task("inflight").attempts == 2
+    assert harness.task("polling").attempts == 1
     assert ("inflight", "RUNNING", "RUNNING") in harness.store.events()
     assert harness.adapters.started[-1] == "next"
 
@@ -212,11 +224,10 @@ async def test_resuming_repeats_nothing_that_succeeded() -> None:
 async def test_resuming_after_a_failure_skips_its_waiting_dependents() -> None:
     """A task that failed before the restart still blocks what depends on it."""
     claimed = deploy(component("a"), component("b", depends_on=["a"]))
-    tasks = {t.component_id: t for t in claimed.tasks}
-    tasks[UNIT].status, tasks["a"].status = TaskStatus.SUCCEEDED, TaskStatus.FAILED
+    as_left(claimed, **{UNIT: {"status": TaskStatus.SUCCEEDED}, "a": {"status": TaskStatus.FAILED}})
     harness = Harness(claimed)
     assert await harness.run() is OperationStatus.FAILED
-    assert tasks["b"].status is TaskStatus.SKIPPED
+    assert harness.task("b").status is TaskStatus.SKIPPED
     assert harness.adapters.started == []
 
 
@@ -248,9 +259,9 @@ async def test_cancel_cuts_calls_in_flight_and_cancels_what_waits() -> None:
     harness.runner.cancel()
     assert await running is OperationStatus.CANCELLED
     assert harness.task("a").status is TaskStatus.CANCELLED
-    assert harness.claimed.components["a"].status is ComponentStatus.CORRUPT
+    assert harness.component("a").status is ComponentStatus.CORRUPT
     assert harness.task("b").status is TaskStatus.CANCELLED
-    assert harness.claimed.components["b"].status is ComponentStatus.NOT_DEPLOYED
+    assert harness.component("b").status is ComponentStatus.NOT_DEPLOYED
     assert harness.task("c").status is TaskStatus.SUCCEEDED
     assert harness.store.final() is OperationStatus.CANCELLED
 
@@ -309,11 +320,11 @@ async def test_the_system_step_needs_no_adapter_unless_the_unit_names_one() -> N
 async def test_an_adapter_no_longer_registered_fails_its_task() -> None:
     """No call was made, so the component keeps the status it had (not CORRUPT)."""
     claimed = deploy(component("a", template="gone"))
-    claimed.components["a"].status = ComponentStatus.DEPLOYED
+    claimed.components["a"] = replace(claimed.components["a"], status=ComponentStatus.DEPLOYED)
     harness = Harness(claimed, directory=FakeDirectory(missing={"gone"}))
     assert await harness.run() is OperationStatus.FAILED
     assert "no Tech Adapter is registered" in harness.task("a").error["message"]
-    assert claimed.components["a"].status is ComponentStatus.DEPLOYED
+    assert harness.component("a").status is ComponentStatus.DEPLOYED
 
 
 async def test_a_crash_asks_the_store_to_abandon_the_operation() -> None:
@@ -396,8 +407,9 @@ class HookedStore(FakeStore):
 async def test_a_task_ends_once_when_stopped_during_a_write(stop: str) -> None:
     """A cancel or timeout landing while ready tasks wait for a write and a slot gives each
     task exactly one final status."""
-    claimed = deploy(component("a"), component("b"))
-    next(t for t in claimed.tasks if t.component_id == UNIT).status = TaskStatus.SUCCEEDED
+    claimed = as_left(
+        deploy(component("a"), component("b")), **{UNIT: {"status": TaskStatus.SUCCEEDED}}
+    )
     store = HookedStore()
     recorder = Recorder(store, lease_seconds=30)
     runner = OperationRunner(

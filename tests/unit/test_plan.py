@@ -4,6 +4,7 @@ and the rules for operating on a subset of the components."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -51,13 +52,14 @@ def waits(plan: Plan) -> dict[str, set[str]]:
     return {step.component_id: set(step.depends_on) for step in plan.steps}
 
 
+@dataclass(frozen=True)
+class Deployed:
+    infrastructure_template_id: str | None
+    depends_on: tuple[str, ...]
+
+
 def deployed(*components: tuple[str, list[str]]) -> dict[str, DeployedComponent]:
-    return {
-        cid: DeployedComponent(
-            id=cid, infrastructure_template_id=f"t-{cid}", depends_on=tuple(deps)
-        )
-        for cid, deps in components
-    }
+    return {cid: Deployed(f"t-{cid}", tuple(deps)) for cid, deps in components}
 
 
 def cycle_of(problem: Problem) -> list[str]:

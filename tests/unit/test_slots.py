@@ -34,7 +34,7 @@ def test_try_acquire_grants_up_to_the_global_limit() -> None:
     """Two slots are granted, the third request is not, and ``in_use`` counts them."""
     slots = Slots(2)
 
-    assert [slots.try_acquire("a", None) for _ in range(3)] == [True, True, False]
+    assert [slots.try_acquire("a", None) is not None for _ in range(3)] == [True, True, False]
     assert slots.in_use == 2
 
 
@@ -63,7 +63,7 @@ def test_the_per_key_count_is_shared_by_calls_with_the_same_key() -> None:
     """``limit`` 2 on one key allows two, whichever call took the first."""
     slots = Slots(10)
 
-    assert [slots.try_acquire("a", 2) for _ in range(3)] == [True, True, False]
+    assert [slots.try_acquire("a", 2) is not None for _ in range(3)] == [True, True, False]
 
 
 async def test_a_released_slot_goes_to_the_queue_before_any_newcomer() -> None:
@@ -259,3 +259,17 @@ async def test_a_slot_given_back_on_cancellation_goes_to_the_next_waiter() -> No
 
     assert granted == ["second"]
     assert slots.in_use == 1
+
+
+def test_a_ticket_gives_its_slot_back_once_however_often_it_is_released() -> None:
+    """Every path that ends a task may release its ticket; only the first release counts."""
+    slots = Slots(2)
+    first = slots.try_acquire("k", 1)
+    second = slots.try_acquire("j", None)
+    assert first is not None
+    assert second is not None
+    first.release()
+    first.release()
+    assert slots.in_use == 1
+    assert not first.held
+    assert second.held

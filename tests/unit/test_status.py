@@ -1,4 +1,5 @@
-"""How an operation's outcome and a release's status are derived (``provisioner.domain.status``)."""
+"""The status rules (``provisioner.domain.status``): a component after its task, a task cut
+short, an operation's outcome and a release's status, each as a table."""
 
 from __future__ import annotations
 
@@ -6,17 +7,74 @@ import pytest
 
 from provisioner.domain.status import (
     ComponentStatus,
+    Interruption,
     OperationStatus,
     ReleaseStatus,
+    TaskAction,
     TaskStatus,
-    derive_release_status,
+    component_after,
     operation_outcome,
+    release_status,
 )
 
+A = TaskAction
 C = ComponentStatus
 O = OperationStatus  # noqa: E741
 R = ReleaseStatus
 T = TaskStatus
+
+
+# --- component_after ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("before", "action", "outcome", "called", "after"),
+    [
+        # Success decides, whatever the component was.
+        (C.NOT_DEPLOYED, A.PROVISION, T.SUCCEEDED, True, C.DEPLOYED),
+        (C.CORRUPT, A.PROVISION, T.SUCCEEDED, True, C.DEPLOYED),
+        (C.DEPLOYED, A.UNPROVISION, T.SUCCEEDED, True, C.NOT_DEPLOYED),
+        (C.CORRUPT, A.UNPROVISION, T.SUCCEEDED, True, C.NOT_DEPLOYED),
+        # A call that may have reached the adapter and did not succeed: nobody knows.
+        (C.DEPLOYED, A.PROVISION, T.FAILED, True, C.CORRUPT),
+        (C.NOT_DEPLOYED, A.PROVISION, T.CANCELLED, True, C.CORRUPT),
+        (C.DEPLOYED, A.UNPROVISION, T.FAILED, True, C.CORRUPT),
+        (C.DEPLOYED, A.UNPROVISION, T.CANCELLED, True, C.CORRUPT),
+        # No call was sent: the component keeps what it was.
+        (C.DEPLOYED, A.PROVISION, T.FAILED, False, C.DEPLOYED),
+        (C.NOT_DEPLOYED, A.PROVISION, T.SKIPPED, False, C.NOT_DEPLOYED),
+        (C.DEPLOYED, A.UNPROVISION, T.CANCELLED, False, C.DEPLOYED),
+        (C.CORRUPT, A.PROVISION, T.SKIPPED, False, C.CORRUPT),
+    ],
+)
+def test_component_after(
+    before: ComponentStatus,
+    action: TaskAction,
+    outcome: TaskStatus,
+    called: bool,
+    after: ComponentStatus,
+) -> None:
+    """Success sets the component; failure after a call corrupts it; otherwise it is kept."""
+    assert component_after(before, action, outcome, called=called) is after
+
+
+@pytest.mark.parametrize("unfinished", [T.WAITING, T.RUNNING])
+def test_component_after_needs_a_task_that_ended(unfinished: TaskStatus) -> None:
+    with pytest.raises(ValueError, match="has not ended"):
+        component_after(C.DEPLOYED, A.PROVISION, unfinished, called=True)
+
+
+@pytest.mark.parametrize(
+    ("interruption", "task"),
+    [
+        (Interruption.CANCEL, T.CANCELLED),
+        (Interruption.TIMEOUT, T.FAILED),
+        (Interruption.CRASH, T.FAILED),
+    ],
+)
+def test_what_an_interrupted_task_becomes(interruption: Interruption, task: TaskStatus) -> None:
+    """A user's cancel cancels; a timeout or an internal error fails."""
+    assert interruption.task_status is task
 
 
 # --- operation_outcome -------------------------------------------------------------------------
@@ -43,17 +101,23 @@ def test_operation_outcome(
     tasks: list[TaskStatus], cancelled: bool, outcome: OperationStatus
 ) -> None:
     """Cancelled wins; else all-SUCCEEDED (or no task) is SUCCEEDED and anything else FAILED."""
-    assert operation_outcome(tasks, cancelled=cancelled) is outcome
+    interruption = Interruption.CANCEL if cancelled else None
+    assert operation_outcome(tasks, interruption=interruption) is outcome
 
 
 def test_operation_outcome_reads_any_iterable_once() -> None:
     """A generator of statuses is enough."""
     statuses = (status for status in [T.SUCCEEDED, T.FAILED])
 
-    assert operation_outcome(statuses, cancelled=False) is O.FAILED
+    assert operation_outcome(statuses) is O.FAILED
 
 
-# --- derive_release_status ---------------------------------------------------------------------
+def test_an_operation_with_unfinished_tasks_has_no_outcome() -> None:
+    with pytest.raises(ValueError, match="unfinished"):
+        operation_outcome([T.SUCCEEDED, T.RUNNING])
+
+
+# --- release_status ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -79,18 +143,18 @@ def test_operation_outcome_reads_any_iterable_once() -> None:
         ([C.IN_PROGRESS], O.CANCELLED, R.NOT_DEPLOYED),
     ],
 )
-def test_derive_release_status(
+def test_release_status(
     members: list[ComponentStatus], last: OperationStatus, release: ReleaseStatus
 ) -> None:
     """Active -> IN_PROGRESS; FAILED or a CORRUPT member -> CORRUPT; else by deployed count."""
-    assert derive_release_status(members, last_operation=last) is release
+    assert release_status(members, last_operation=last) is release
 
 
-def test_derive_release_status_reads_any_iterable() -> None:
+def test_release_status_reads_any_iterable() -> None:
     """A generator of member statuses gives the same answer as a list."""
     members = (status for status in [C.DEPLOYED, C.NOT_DEPLOYED])
 
-    assert derive_release_status(members, last_operation=O.SUCCEEDED) is R.PARTIALLY_DEPLOYED
+    assert release_status(members, last_operation=O.SUCCEEDED) is R.PARTIALLY_DEPLOYED
 
 
 @pytest.mark.parametrize(

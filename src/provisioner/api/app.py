@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from provisioner.api.schemas import Health
 from provisioner.engine.failpoints import Failpoints
 from provisioner.engine.worker import Worker, WorkerConfig, utc_now
 from provisioner.errors import DatabaseUnavailableError
-from provisioner.service import DeploymentService
+from provisioner.service import AdapterCalls, Commands, Reads, Services
 from provisioner.settings import Settings
 from provisioner.store.database import Database
 from provisioner.store.migrate import current_revision, head_revision, migrate
@@ -32,7 +31,6 @@ from provisioner.store.queries import Queries
 from provisioner.store.submissions import Submissions
 
 log = structlog.get_logger(__name__)
-YOUNG_GC_THRESHOLD = 20_000  # allocations between young-generation collections (default 700)
 
 
 @dataclass(slots=True)
@@ -40,10 +38,9 @@ class Runtime:
     """The long-lived parts of a running service."""
 
     database: Database
-    registry: AdapterRegistry
     adapters: TechAdapterClient
     worker: Worker
-    service: DeploymentService
+    services: Services
 
 
 def load_registry(settings: Settings) -> AdapterRegistry:
@@ -56,13 +53,9 @@ def load_registry(settings: Settings) -> AdapterRegistry:
 
 
 def client_policy(settings: Settings) -> ClientPolicy:
-    return ClientPolicy(
-        retry_attempts=settings.retry_attempts,
-        retry_max_seconds=settings.retry_max_seconds,
-        poll_initial_seconds=settings.poll_initial_seconds,
-        poll_max_seconds=settings.poll_max_seconds,
-        poll_multiplier=settings.poll_multiplier,
-        poll_error_budget=settings.poll_error_budget,
+    return settings.configure(
+        ClientPolicy,
+        connect_timeout_seconds=settings.adapter_connect_timeout_seconds,
         max_connections=settings.max_concurrency,
     )
 
@@ -72,40 +65,32 @@ async def start_runtime(
 ) -> Runtime:
     """Migrate the database, load the registry, start the worker."""
     registry = load_registry(settings)
-    database = Database(settings.database_url)
+    database = Database(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        read_pool_size=settings.database_read_pool_size,
+    )
     await migrate(database)
     adapters = TechAdapterClient(client_policy(settings), transport=transport)
     worker = Worker(
         store=SqlOperationStore(database),
         adapters=adapters,
         directory=registry,
-        config=WorkerConfig(
-            replica_id=settings.replica_id,
-            max_running_operations=settings.max_running_operations,
-            max_loop_lag_seconds=settings.max_loop_lag_seconds,
-            max_concurrency=settings.max_concurrency,
-            lease_seconds=settings.lease_seconds,
-            claim_interval_seconds=settings.claim_interval_seconds,
-            operation_timeout_seconds=settings.operation_timeout_seconds,
-            failpoints=Failpoints(settings.failpoints),
-        ),
+        config=settings.configure(WorkerConfig, failpoints=Failpoints(settings.failpoints)),
     )
     worker.start()
-    service = DeploymentService(
-        directory=registry,
-        submissions=Submissions(database),
-        queries=Queries(database),
-        adapters=adapters,
-        worker=worker,
-        clock=utc_now,
+    reads = Reads(Queries(database))
+    services = Services(
+        commands=Commands(
+            directory=registry,
+            submissions=Submissions(database),
+            reads=reads,
+            worker=worker,
+            clock=utc_now,
+        ),
+        reads=reads,
+        adapter_calls=AdapterCalls(directory=registry, adapters=adapters, reads=reads),
     )
-    # What is alive now (modules, the app, schemas, metadata) lives as long as the process.
-    # Freezing it keeps full collections from walking it again and again: under load, each
-    # replica paused ~200 ms in generation-2 collections before this, ~50 ms after. Requests
-    # make many short-lived objects: collecting the young generation less often costs less.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
     log.info(
         "service_started",
         replica_id=settings.replica_id,
@@ -113,7 +98,7 @@ async def start_runtime(
         database=database.url.render_as_string(hide_password=True),
         adapters=len(registry.template_ids),
     )
-    return Runtime(database, registry, adapters, worker, service)
+    return Runtime(database, adapters, worker, services)
 
 
 async def stop_runtime(runtime: Runtime, *, grace_seconds: float) -> None:
@@ -123,14 +108,22 @@ async def stop_runtime(runtime: Runtime, *, grace_seconds: float) -> None:
     log.info("service_stopped")
 
 
-def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
-    """The service; starting it migrates the database and starts claiming operations."""
+def create_app(
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    after_start: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The service; starting it migrates the database and starts claiming operations, then
+    calls ``after_start`` (process-wide tuning belongs to the process that serves, not here)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await start_runtime(settings, transport=transport)
         app.state.runtime = runtime
-        app.state.service = runtime.service
+        app.state.services = runtime.services
+        if after_start is not None:
+            after_start()
         try:
             yield
         finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,11 +11,10 @@ from provisioner.api.problems import UnsupportedMediaTypeError
 from provisioner.domain.descriptor import MAX_ID_LENGTH
 from provisioner.domain.documents import load_json, load_yaml
 from provisioner.errors import BadRequestError, InvalidRequestError, Problem
+from provisioner.offload import offload
 
 YAML_MEDIA_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 ENVELOPE_FIELDS = frozenset({"descriptor", "environment", "components"})
-# Documents above this size are parsed in a worker thread, so the service keeps answering.
-_THREAD_PARSE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +30,13 @@ async def read_deploy_input(request: Request, *, environment: str | None) -> Dep
     body = await request.body()
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media in YAML_MEDIA_TYPES:
-        document = await _parse(load_yaml, _text(body), len(body))
+        document = await offload(len(body), load_yaml, _text(body))
         return DeployInput(document, environment, None, len(body))
     if media and media != "application/json" and not media.endswith("+json"):
         raise UnsupportedMediaTypeError(
             f"unsupported content type {media!r}: send application/json or application/yaml"
         )
-    envelope = await _parse(load_json, body, len(body))
+    envelope = await offload(len(body), load_json, body)
     return await _read_envelope(envelope, environment, len(body))
 
 
@@ -67,7 +65,7 @@ async def _read_envelope(envelope: Any, query_environment: str | None, size: int
     if problems:
         raise InvalidRequestError("the request is invalid", problems)
     document = (
-        await _parse(load_yaml, descriptor, size) if isinstance(descriptor, str) else descriptor
+        await offload(size, load_yaml, descriptor) if isinstance(descriptor, str) else descriptor
     )
     return DeployInput(document, environment, components, size)
 
@@ -81,9 +79,3 @@ def _text(body: bytes) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadRequestError(f"the body is not UTF-8 text: {exc}") from None
-
-
-async def _parse(parser: Any, data: Any, size: int) -> Any:
-    if size > _THREAD_PARSE_BYTES:
-        return await asyncio.to_thread(parser, data)
-    return parser(data)

@@ -3,30 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from provisioner.domain.descriptor import MAX_ID_LENGTH
-from provisioner.store.views import (
-    ComponentView,
-    OperationView,
-    ReleaseView,
-    TaskView,
+from provisioner.domain.status import (
+    ComponentStatus,
+    OperationStatus,
+    OperationType,
+    ReleaseStatus,
+    TaskAction,
+    TaskStatus,
 )
-
-OperationTypeName = Literal["DEPLOY", "UNDEPLOY"]
-OperationStatusName = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
-TaskStatusName = Literal["WAITING", "RUNNING", "SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED"]
-ReleaseStatusName = Literal[
-    "NOT_DEPLOYED", "IN_PROGRESS", "DEPLOYED", "PARTIALLY_DEPLOYED", "CORRUPT"
-]
-ComponentStatusName = Literal["NOT_DEPLOYED", "IN_PROGRESS", "DEPLOYED", "CORRUPT"]
 
 
 class Schema(BaseModel):
-    # from_attributes: a schema whose fields are a read model's is built with model_validate.
+    # from_attributes: a response is built with model_validate from the read model it shows.
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
 
 
@@ -34,43 +28,43 @@ class PublicInfo(Schema):
     public_info: dict[str, Any] | None = None
 
 
+def _as_info(value: Any) -> Any:
+    return value if isinstance(value, PublicInfo) else {"public_info": value}
+
+
+# ``info: {publicInfo}`` on the wire, read from a read model's ``public_info``.
+Info = Annotated[
+    PublicInfo,
+    BeforeValidator(_as_info),
+    Field(validation_alias=AliasChoices("public_info", "info")),
+]
+
+
 class TaskOut(Schema):
     component_id: str
-    action: Literal["PROVISION", "UNPROVISION"]
-    status: TaskStatusName
+    action: TaskAction
+    status: TaskStatus
     depends_on: list[str]
     attempts: int
     started_at: datetime | None
     finished_at: datetime | None
-    info: PublicInfo
+    info: Info
     logs: list[dict[str, Any]] | None
     error: dict[str, Any] | None
-
-    @classmethod
-    def of(cls, view: TaskView) -> TaskOut:
-        return cls(
-            component_id=view.component_id,
-            action=view.action,
-            status=view.status,
-            depends_on=view.depends_on,
-            attempts=view.attempts,
-            started_at=view.started_at,
-            finished_at=view.finished_at,
-            info=PublicInfo(public_info=view.public_info),
-            logs=view.logs,
-            error=view.error,
-        )
 
 
 class OperationOut(Schema):
     id: str
-    type: OperationTypeName
+    type: OperationType
     deployment_unit_id: str
     environment: str
     version: str | None
-    status: OperationStatusName
+    status: OperationStatus
     remove_data: bool
-    components: list[str] | None = Field(description="the components asked for, if a subset")
+    components: list[str] | None = Field(
+        validation_alias=AliasChoices("requested_components", "components"),
+        description="the components asked for, if a subset",
+    )
     retry_of: str | None
     cancel_requested: bool
     error: str | None
@@ -78,26 +72,6 @@ class OperationOut(Schema):
     started_at: datetime | None
     finished_at: datetime | None
     tasks: list[TaskOut]
-
-    @classmethod
-    def of(cls, view: OperationView) -> OperationOut:
-        return cls(
-            id=view.id,
-            type=view.type,
-            deployment_unit_id=view.deployment_unit_id,
-            environment=view.environment,
-            version=view.version,
-            status=view.status,
-            remove_data=view.remove_data,
-            components=view.requested_components,
-            retry_of=view.retry_of,
-            cancel_requested=view.cancel_requested,
-            error=view.error,
-            created_at=view.created_at,
-            started_at=view.started_at,
-            finished_at=view.finished_at,
-            tasks=[TaskOut.of(task) for task in view.tasks],
-        )
 
 
 class OperationPage(Schema):
@@ -120,50 +94,29 @@ class EventList(Schema):
 
 
 class LastOperationOut(Schema):
-    type: OperationTypeName
-    status: TaskStatusName
+    type: OperationType
+    status: TaskStatus
     operation_id: str
     finished_at: datetime | None
 
 
 class ComponentOut(Schema):
     component_id: str
-    status: ComponentStatusName
+    status: ComponentStatus
     version: str | None
     infrastructure_template_id: str | None
     depends_on: list[str]
-    info: PublicInfo
+    info: Info
     last_operation: LastOperationOut | None
     updated_at: datetime
-
-    @classmethod
-    def of(cls, view: ComponentView) -> ComponentOut:
-        last = view.last_operation
-        return cls(
-            component_id=view.component_id,
-            status=view.status,
-            version=view.version,
-            infrastructure_template_id=view.infrastructure_template_id,
-            depends_on=view.depends_on,
-            info=PublicInfo(public_info=view.public_info),
-            last_operation=LastOperationOut(
-                type=last.type,
-                status=last.status,
-                operation_id=last.operation_id,
-                finished_at=last.finished_at,
-            )
-            if last
-            else None,
-            updated_at=view.updated_at,
-        )
 
 
 class ReleaseOut(Schema):
     deployment_unit_id: str
     environment: str
-    status: ReleaseStatusName
+    status: ReleaseStatus
     version: str | None
-    info: PublicInfo
+    info: Info
     components: list[ComponentOut]
     last_operation_id: str | None
     created_at: datetime
@@ -172,26 +125,11 @@ class ReleaseOut(Schema):
         default=None, description="with includeDescriptor=true: the deployed descriptor"
     )
 
-    @classmethod
-    def of(cls, view: ReleaseView, descriptor: dict[str, Any] | None = None) -> ReleaseOut:
-        return cls(
-            deployment_unit_id=view.deployment_unit_id,
-            environment=view.environment,
-            status=view.status,
-            version=view.version,
-            info=PublicInfo(public_info=view.public_info),
-            components=[ComponentOut.of(component) for component in view.components],
-            last_operation_id=view.last_operation_id,
-            created_at=view.created_at,
-            updated_at=view.updated_at,
-            descriptor=descriptor,
-        )
-
 
 class ReleaseSummaryOut(Schema):
     deployment_unit_id: str
     environment: str
-    status: ReleaseStatusName
+    status: ReleaseStatus
     version: str | None
     last_operation_id: str | None
     updated_at: datetime

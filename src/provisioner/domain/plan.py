@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import networkx as nx
 
@@ -28,6 +29,9 @@ class Step:
     is_system: bool
 
 
+STEP_FIELDS = frozenset(Step.__dataclass_fields__)
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """The steps of an operation, in a topological order."""
@@ -38,13 +42,14 @@ class Plan:
         return len(self.steps)
 
 
-@dataclass(frozen=True, slots=True)
-class DeployedComponent:
+class DeployedComponent(Protocol):
     """A component as last provisioned: what undeploy needs to order it."""
 
-    id: str
-    infrastructure_template_id: str | None
-    depends_on: tuple[str, ...]
+    @property
+    def infrastructure_template_id(self) -> str | None: ...
+
+    @property
+    def depends_on(self) -> tuple[str, ...]: ...
 
 
 def dependency_problems(unit: DeploymentUnit, *, path: str = "descriptor") -> list[Problem]:
@@ -185,6 +190,25 @@ def plan_undeploy(
         for node in _ordered(graph, [*deployed, unit_id])
     ]
     return Plan(tuple(steps))
+
+
+def plan_retry(steps: Iterable[Step]) -> Plan:
+    """A plan of ``steps`` (those of an operation that did not succeed), each waiting only for
+    the others of them it waited for: what succeeded stays done."""
+    kept = list(steps)
+    ids = {step.component_id for step in kept}
+    return Plan(
+        tuple(
+            Step(
+                component_id=step.component_id,
+                action=step.action,
+                depends_on=tuple(dep for dep in step.depends_on if dep in ids),
+                infrastructure_template_id=step.infrastructure_template_id,
+                is_system=step.is_system,
+            )
+            for step in kept
+        )
+    )
 
 
 def _graph(system_id: str) -> nx.DiGraph:

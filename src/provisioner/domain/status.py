@@ -1,4 +1,13 @@
-"""Statuses of operations, tasks, components and releases, and how a release's is derived."""
+"""Statuses of operations, tasks, components and releases, and the rules that move them.
+
+Every rule is a pure function here, so that the engine (as tasks run) and the store (when an
+operation is cancelled before it ran, or abandoned after an internal error) decide alike:
+
+- ``component_after``: a component's status once its task ended;
+- ``Interruption.task_status``: what a task cut short by a cancel, a timeout or a crash becomes;
+- ``operation_outcome``: an operation's status once all its tasks are final;
+- ``release_status``: a release's status once its last operation ended.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +29,10 @@ class OperationStatus(StrEnum):
 
     @property
     def is_active(self) -> bool:
-        return self in (OperationStatus.PENDING, OperationStatus.RUNNING)
+        return self in ACTIVE_OPERATION_STATUSES
 
 
-ACTIVE_OPERATION_STATUSES = (OperationStatus.PENDING, OperationStatus.RUNNING)
+ACTIVE_OPERATION_STATUSES = frozenset({OperationStatus.PENDING, OperationStatus.RUNNING})
 
 
 class TaskAction(StrEnum):
@@ -41,7 +50,15 @@ class TaskStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return self not in (TaskStatus.WAITING, TaskStatus.RUNNING)
+        return self not in UNFINISHED_TASK_STATUSES
+
+    @property
+    def blocks_successors(self) -> bool:
+        """A task that ended without succeeding: nothing downstream of it may start."""
+        return self in (TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED)
+
+
+UNFINISHED_TASK_STATUSES = frozenset({TaskStatus.WAITING, TaskStatus.RUNNING})
 
 
 class ComponentStatus(StrEnum):
@@ -59,18 +76,54 @@ class ReleaseStatus(StrEnum):
     CORRUPT = "CORRUPT"
 
 
-def operation_outcome(task_statuses: Iterable[TaskStatus], *, cancelled: bool) -> OperationStatus:
-    """The final status of an operation whose tasks are all terminal."""
+class Interruption(StrEnum):
+    """Why work still unfinished was cut short."""
+
+    CANCEL = "cancel"  # a user's request: the operation ends CANCELLED
+    TIMEOUT = "timeout"  # the operation's time budget ran out: it ends FAILED
+    CRASH = "crash"  # an internal error: it ends FAILED
+
+    @property
+    def task_status(self) -> TaskStatus:
+        """What an unfinished task becomes."""
+        return TaskStatus.CANCELLED if self is Interruption.CANCEL else TaskStatus.FAILED
+
+
+def component_after(
+    before: ComponentStatus, action: TaskAction, outcome: TaskStatus, *, called: bool
+) -> ComponentStatus:
+    """A component's status once its task ended with ``outcome``.
+
+    ``before`` is its status before the task started. A task that succeeded leaves its component
+    DEPLOYED (provision) or NOT_DEPLOYED (unprovision). One that did not succeed leaves it
+    CORRUPT if its adapter call may have been sent (``called``), since the adapter may have done
+    part of the work; otherwise the component keeps the status it had.
+    """
+    if not outcome.is_terminal:
+        raise ValueError(f"a task that is {outcome} has not ended")
+    if outcome is TaskStatus.SUCCEEDED:
+        if action is TaskAction.PROVISION:
+            return ComponentStatus.DEPLOYED
+        return ComponentStatus.NOT_DEPLOYED
+    return ComponentStatus.CORRUPT if called else before
+
+
+def operation_outcome(
+    task_statuses: Iterable[TaskStatus], *, interruption: Interruption | None = None
+) -> OperationStatus:
+    """The final status of an operation whose tasks are all final."""
     statuses = set(task_statuses)
+    if not statuses.isdisjoint(UNFINISHED_TASK_STATUSES):
+        raise ValueError("an operation with unfinished tasks has no outcome yet")
     # A cancel that cancelled nothing (it came as the last task finished) changes nothing.
-    if cancelled and TaskStatus.CANCELLED in statuses:
+    if interruption is Interruption.CANCEL and TaskStatus.CANCELLED in statuses:
         return OperationStatus.CANCELLED
     if statuses <= {TaskStatus.SUCCEEDED}:
         return OperationStatus.SUCCEEDED
     return OperationStatus.FAILED
 
 
-def derive_release_status(
+def release_status(
     member_statuses: Iterable[ComponentStatus], *, last_operation: OperationStatus
 ) -> ReleaseStatus:
     """The status of a release once its last operation has ended.

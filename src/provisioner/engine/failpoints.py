@@ -32,9 +32,6 @@ class Failpoints:
                 raise ValueError(f"unknown failpoint {item!r}; expected one of {sorted(POINTS)}")
             self._armed.setdefault(point, set()).add(component_id)
 
-    def __bool__(self) -> bool:
-        return bool(self._armed)
-
     def check(self, point: str, component_id: str) -> None:
         """Kill this process if ``point`` is armed for ``component_id``."""
         if component_id in self._armed.get(point, ()):

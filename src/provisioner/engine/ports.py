@@ -6,11 +6,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from provisioner.domain.plan import STEP_FIELDS, Step
 from provisioner.domain.rendering import WireText
 from provisioner.domain.status import (
     ComponentStatus,
@@ -19,6 +22,7 @@ from provisioner.domain.status import (
     TaskAction,
     TaskStatus,
 )
+from provisioner.errors import AdapterTimeoutError
 
 JSON = dict[str, Any]
 
@@ -41,6 +45,18 @@ class AdapterEndpoint:
     def key(self) -> str:
         """Identifies the adapter for per-adapter concurrency limits."""
         return f"{self.infrastructure_template_id}@{self.url}"
+
+    @asynccontextmanager
+    async def time_limit(self, *, awaiting: str = "finish") -> AsyncIterator[None]:
+        """Bound what runs inside by ``timeout_seconds``: past it, ``AdapterTimeoutError``
+        ("did not ``awaiting`` within ...")."""
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                yield
+        except TimeoutError:
+            raise AdapterTimeoutError(
+                self.infrastructure_template_id, self.timeout_seconds, awaiting=awaiting
+            ) from None
 
 
 class AdapterDirectory(Protocol):
@@ -100,16 +116,17 @@ class TechAdapterPort(Protocol):
 # --- Persistence ---------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class TaskState:
-    """A task of an operation, as the engine tracks it (mutable; writes are snapshots)."""
+@dataclass(frozen=True, slots=True)
+class TaskState(Step):
+    """A task of an operation, as the engine knows it: its plan step and its progress.
 
-    component_id: str
-    action: TaskAction
-    status: TaskStatus
-    depends_on: tuple[str, ...]
-    infrastructure_template_id: str | None
-    is_system: bool
+    The fields are the columns of the store's task table, by the same names: the step's are
+    written once, when the operation is submitted; the others (``TASK_PROGRESS``) with every
+    change. The runner replaces the value as the task moves on, so a write holds the state as
+    it was when the write was made.
+    """
+
+    status: TaskStatus = TaskStatus.WAITING
     attempts: int = 0
     token: str | None = None
     started_at: datetime | None = None
@@ -120,13 +137,20 @@ class TaskState:
     error: JSON | None = None
 
 
-@dataclass(slots=True)
+TASK_PROGRESS = tuple(name for name in TaskState.__dataclass_fields__ if name not in STEP_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
 class ComponentState:
-    """What provisioner knows of one component (or the system) in one environment."""
+    """What provisioner knows of one component (or the system) in one environment.
+
+    Its fields are the columns of the store's component table, by the same names; all but the
+    first two (``COMPONENT_PROGRESS``) change as operations run.
+    """
 
     component_id: str
     is_system: bool
-    status: ComponentStatus
+    status: ComponentStatus = ComponentStatus.NOT_DEPLOYED
     version: str | None = None
     infrastructure_template_id: str | None = None
     depends_on: tuple[str, ...] = ()
@@ -139,6 +163,26 @@ class ComponentState:
     last_operation_type: OperationType | None = None
     last_task_status: TaskStatus | None = None
     last_finished_at: datetime | None = None
+
+
+COMPONENT_PROGRESS = tuple(
+    name
+    for name in ComponentState.__dataclass_fields__
+    if name not in ("component_id", "is_system")
+)
+
+
+def descriptor_source(header: OperationHeader, component: ComponentState | None) -> str | None:
+    """The operation whose descriptor a task of ``header`` sends for ``component``.
+
+    A deploy sends its own. An unprovision sends the descriptor the component was last
+    provisioned with (or, if that never succeeded, the one it was last sent).
+    """
+    if header.type is OperationType.DEPLOY:
+        return header.id
+    if component is None:
+        return None
+    return component.last_provisioned_operation_id or component.last_sent_operation_id
 
 
 @dataclass(frozen=True, slots=True)

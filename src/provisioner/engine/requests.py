@@ -13,7 +13,12 @@ from provisioner.domain.rendering import (
     to_yaml,
 )
 from provisioner.domain.status import OperationType
-from provisioner.engine.ports import AdapterRequest, ClaimedOperation, TaskState
+from provisioner.engine.ports import (
+    AdapterRequest,
+    ClaimedOperation,
+    TaskState,
+    descriptor_source,
+)
 
 
 class RequestBuilder:
@@ -55,15 +60,8 @@ class RequestBuilder:
         return text
 
     def document_operation(self, task: TaskState) -> str:
-        """The operation whose descriptor this task sends.
-
-        Deploy sends its own; unprovision sends the descriptor of the component's last
-        successful provision (or, if it never succeeded, the one last sent).
-        """
-        if self._header.type is OperationType.DEPLOY:
-            return self._header.id
-        state = self._components[task.component_id]
-        op_id = state.last_provisioned_operation_id or state.last_sent_operation_id
+        """The operation whose descriptor this task sends (``descriptor_source``)."""
+        op_id = descriptor_source(self._header, self._components[task.component_id])
         if op_id is None:
             raise LookupError(f"no descriptor was ever sent for {task.component_id!r}")
         return op_id

@@ -6,24 +6,29 @@ task decrements its successors' counts. The finishing task's result and the star
 successors it unblocks are recorded in one write, before any of those successors calls its
 adapter. When a task fails, running tasks finish, nothing downstream of the failure starts (those
 tasks end SKIPPED) and independent branches carry on.
+
+Each task of the run is one ``_Task`` record: its current state (a frozen value, replaced as the
+task moves on, so a write holds the state as it was when the write was made), its slot ticket,
+and the step a cancel or timeout may cut.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from enum import Enum
 from typing import Any, TypeVar
 
 import structlog
 
 from provisioner.domain.status import (
     ComponentStatus,
+    Interruption,
     OperationStatus,
     TaskAction,
     TaskStatus,
+    component_after,
     operation_outcome,
 )
 from provisioner.engine.failpoints import Failpoints
@@ -42,26 +47,44 @@ from provisioner.engine.ports import (
 )
 from provisioner.engine.recorder import Recorder
 from provisioner.engine.requests import RequestBuilder
-from provisioner.engine.slots import Slots
+from provisioner.engine.slots import Slots, Ticket
 from provisioner.errors import AdapterError, LeaseLostError
+from provisioner.offload import offload
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
-# Above this many bytes of descriptors, requests are built in a worker thread; below it the
-# hop to a thread costs more than the work.
-THREAD_BUILD_BYTES = 256 * 1024
-
-
-class _Stop(Enum):
-    CANCEL = "cancel"  # asked by a user: the operation ends CANCELLED
-    TIMEOUT = "timeout"  # the operation's time budget ran out: it ends FAILED
 
 
 class _Cut:
-    """Returned by ``_cuttable`` when cancel or timeout interrupted the awaited step."""
+    """Returned by ``_interruptible`` when cancel or timeout interrupted the awaited step."""
 
 
 _CUT = _Cut()
+
+
+@dataclass(slots=True, eq=False)
+class _Task:
+    """One task of the run: its current state and, while it runs, what it holds."""
+
+    state: TaskState
+    component: ComponentState
+    endpoint: AdapterEndpoint | None  # None: no adapter to call
+    waiting_for: int = 0  # dependencies that have not succeeded yet
+    successors: list[_Task] = field(default_factory=list)
+    ticket: Ticket | None = None  # its slot, while held
+    cuttable: asyncio.Future[Any] | None = None  # the slot wait or call a stop may cut
+    live: bool = False  # a coroutine runs it
+    called: bool = False  # its adapter call may have been sent (by this run or a previous one)
+    before: ComponentStatus = ComponentStatus.NOT_DEPLOYED  # its component, before it started
+
+    @property
+    def id(self) -> str:
+        return self.state.component_id
+
+    def release(self) -> None:
+        if self.ticket is not None:
+            self.ticket.release()
+            self.ticket = None
 
 
 class OperationRunner:
@@ -85,33 +108,33 @@ class OperationRunner:
         failpoints: Failpoints | None = None,
     ) -> None:
         self._claimed = claimed
-        self._failpoints = failpoints or Failpoints()
         self._header = claimed.header
         self._adapters = adapters
-        self._directory = directory
         self._recorder = recorder
         self._slots = slots
         self._clock = clock
         self._timeout = operation_timeout_seconds
-        self._tasks = {task.component_id: task for task in claimed.tasks}
-        self._components = claimed.components
-        self._successors: defaultdict[str, list[str]] = defaultdict(list)
-        for task in claimed.tasks:
-            for dependency in task.depends_on:
-                self._successors[dependency].append(task.component_id)
-        self._remaining = {
-            task.component_id: sum(
-                self._tasks[dep].status is not TaskStatus.SUCCEEDED for dep in task.depends_on
+        self._failpoints = failpoints or Failpoints()
+        self._tasks: dict[str, _Task] = {}
+        for state in claimed.tasks:
+            component = claimed.components[state.component_id]
+            endpoint = (
+                None
+                if state.infrastructure_template_id is None
+                else directory.resolve(state.infrastructure_template_id, self._header.environment)
             )
-            for task in claimed.tasks
-        }
-        self._spawned: set[str] = set()  # tasks with a live coroutine
-        self._entered: set[str] = set()  # tasks whose coroutine has begun
-        # Tasks whose adapter call has been sent (by this run, or by a previous owner).
-        self._calling = {t.component_id for t in claimed.tasks if t.status is TaskStatus.RUNNING}
-        self._status_before: dict[str, ComponentStatus] = {}
-        self._cuttable: dict[str, asyncio.Future[Any]] = {}  # slot waits and adapter calls
-        self._stop: _Stop | None = None
+            self._tasks[state.component_id] = _Task(
+                state,
+                component,
+                endpoint,
+                called=state.status is TaskStatus.RUNNING,
+                before=component.status,
+            )
+        for task in self._tasks.values():
+            for dependency in task.state.depends_on:
+                self._tasks[dependency].successors.append(task)
+                task.waiting_for += self._tasks[dependency].state.status is not TaskStatus.SUCCEEDED
+        self._stop: Interruption | None = None
         self._group: asyncio.TaskGroup | None = None
         self._builder: RequestBuilder | None = None
         self._log = log.bind(operation_id=self._header.id)
@@ -124,10 +147,7 @@ class OperationRunner:
 
     async def run(self) -> OperationStatus | None:
         """Run every remaining task; return the final status, or None if the lease was lost."""
-        if self._claimed.documents_size > THREAD_BUILD_BYTES:
-            self._builder = await asyncio.to_thread(RequestBuilder, self._claimed)
-        else:
-            self._builder = RequestBuilder(self._claimed)
+        self._builder = await offload(self._claimed.documents_size, RequestBuilder, self._claimed)
         timer = self._arm_timeout()
         lease_lost = False
         try:
@@ -147,17 +167,18 @@ class OperationRunner:
 
     def cancel(self) -> None:
         """Stop the operation on a user's request: it ends CANCELLED."""
-        self._halt(_Stop.CANCEL)
+        self._halt(Interruption.CANCEL)
 
-    def _halt(self, reason: _Stop) -> None:
+    def _halt(self, reason: Interruption) -> None:
         if self._stop is not None:
             return
         self._stop = reason
         if self._group is None:
             return  # not started yet: ``_begin`` sees the flag
         self._group.create_task(self._cancel_waiting())
-        for step in list(self._cuttable.values()):
-            step.cancel()
+        for task in self._tasks.values():
+            if task.cuttable is not None:
+                task.cuttable.cancel()
 
     def _arm_timeout(self) -> asyncio.TimerHandle | None:
         if self._timeout is None:
@@ -169,30 +190,30 @@ class OperationRunner:
     def _on_timeout(self) -> None:
         if self._group is not None and not self._all_terminal():
             self._log.warning("operation_timed_out", timeout_seconds=self._timeout)
-            self._halt(_Stop.TIMEOUT)
+            self._halt(Interruption.TIMEOUT)
 
     async def _begin(self) -> None:
         """Start (or resume) the tasks: skip what a failure blocks, resume, start the ready."""
+        assert self._builder is not None
         now = self._clock()
         write = self._new_write()
         for task in self._tasks.values():
-            if task.status in (TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED):
-                self._skip_downstream(task.component_id, write, now)
-        resumed = [task for task in self._tasks.values() if task.status is TaskStatus.RUNNING]
+            if task.state.status.blocks_successors:
+                self._skip_downstream(task, write, now)
+        resumed = [t for t in self._tasks.values() if t.state.status is TaskStatus.RUNNING]
         ready = [
-            task
-            for task in self._tasks.values()
-            if task.status is TaskStatus.WAITING and self._remaining[task.component_id] == 0
+            t
+            for t in self._tasks.values()
+            if t.state.status is TaskStatus.WAITING and t.waiting_for == 0
         ]
         if self._claimed.cancel_requested:
-            self._stop = _Stop.CANCEL
-        assert self._builder is not None
+            self._stop = Interruption.CANCEL
         write.members = self._builder.member_ids()
-        started = set() if self._stop else self._start_ready(ready, write, now)
+        started = [] if self._stop else self._start_ready(ready, write, now)
         if write.tasks or write.events or write.members is not None:
             await self._write(write, started)
         for task in [*resumed, *ready]:
-            self._spawn(task.component_id, started=task.component_id in started)
+            self._spawn(task)
         if self._stop is not None:
             stop, self._stop = self._stop, None
             self._halt(stop)
@@ -200,13 +221,13 @@ class OperationRunner:
     async def _conclude(self) -> OperationStatus:
         now = self._clock()
         outcome = operation_outcome(
-            (task.status for task in self._tasks.values()), cancelled=self._stop is _Stop.CANCEL
+            (task.state.status for task in self._tasks.values()), interruption=self._stop
         )
         error = None
-        if self._stop is _Stop.TIMEOUT:
+        if self._stop is Interruption.TIMEOUT:
             error = f"the operation did not finish within {self._timeout:g} s"
         elif outcome is OperationStatus.FAILED:
-            failed = [t.component_id for t in self._tasks.values() if t.status is TaskStatus.FAILED]
+            failed = [t.id for t in self._tasks.values() if t.state.status is TaskStatus.FAILED]
             error = f"{len(failed)} task(s) failed: {', '.join(failed[:5])}"
         write = self._new_write()
         write.operation = OperationWrite(
@@ -232,73 +253,56 @@ class OperationRunner:
 
     # --- one task ---------------------------------------------------------------------------
 
-    def _spawn(self, component_id: str, *, started: bool) -> None:
+    def _spawn(self, task: _Task) -> None:
         assert self._group is not None
-        self._spawned.add(component_id)
+        task.live = True
         try:
-            child = self._group.create_task(
-                self._execute(component_id, started=started), name=component_id
-            )
+            child = self._group.create_task(self._execute(task), name=task.id)
         except RuntimeError:  # the group is shutting down (lease lost): nothing more starts
-            self._spawned.discard(component_id)
-            if started:
-                self._release_slot(component_id)
+            self._ended(task)
             return
-        if started:
-            # Cancelled before its first step (the run was abandoned), the task never reaches
-            # the code that gives its slot back: give it back here.
-            child.add_done_callback(lambda _: self._release_if_never_entered(component_id))
+        # However the coroutine ends (even cancelled before its first step, when the run is
+        # abandoned), its slot goes back.
+        child.add_done_callback(lambda _: self._ended(task))
 
-    def _release_if_never_entered(self, component_id: str) -> None:
-        if component_id not in self._entered:
-            self._release_slot(component_id)
+    @staticmethod
+    def _ended(task: _Task) -> None:
+        task.live = False
+        task.release()
 
-    def _release_slot(self, component_id: str) -> None:
-        endpoint = self._endpoint(self._tasks[component_id])
-        if endpoint is not None:
-            self._slots.release(endpoint.key)
-
-    async def _execute(self, component_id: str, *, started: bool) -> None:
-        """Run one task; ``started`` means its slot is held and its start already recorded."""
-        self._entered.add(component_id)
-        task = self._tasks[component_id]
-        if task.status.is_terminal:  # cancelled while its spawn waited for a write
-            self._spawned.discard(component_id)
-            if started:
-                self._release_slot(component_id)
+    async def _execute(self, task: _Task) -> None:
+        """Run one task; a task that holds a ticket already has its start recorded."""
+        if task.state.status.is_terminal:  # cancelled while its spawn waited for a write
             return
-        try:
-            endpoint = self._endpoint(task)
-            if endpoint is None:
-                await self._finish_without_call(task)
-                return
-            if not started:
-                wait = self._slots.acquire(endpoint.key, endpoint.max_concurrency)
-                if await self._interruptible(component_id, wait) is _CUT:
-                    await self._record_cut(task)
-                    return
-            try:
-                if not started and task.token is None:
-                    write = self._new_write()
-                    self._mark_started(task, write, self._clock())
-                    await self._write(write)
-                result = await self._interruptible(component_id, self._call(task, endpoint))
-            finally:
-                self._slots.release(endpoint.key)
-            if isinstance(result, _Cut):
+        endpoint = task.endpoint
+        if endpoint is None:
+            await self._finish_without_call(task)
+            return
+        if task.ticket is None:
+            wait = self._slots.acquire(endpoint.key, endpoint.max_concurrency)
+            ticket = await self._interruptible(task, wait)
+            if isinstance(ticket, _Cut):
                 await self._record_cut(task)
-            else:
-                await self._finish(task, result)
-        finally:
-            self._spawned.discard(component_id)
+                return
+            task.ticket = ticket
+            if task.state.token is None:
+                write = self._new_write()
+                self._mark_started(task, write, self._clock())
+                await self._write(write)
+        result = await self._interruptible(task, self._call(task, endpoint))
+        task.release()  # before the result is recorded: a successor may take the slot at once
+        if isinstance(result, _Cut):
+            await self._record_cut(task)
+        else:
+            await self._finish(task, result)
 
-    async def _interruptible(self, component_id: str, step: Coroutine[Any, Any, T]) -> T | _Cut:
+    async def _interruptible(self, task: _Task, step: Coroutine[Any, Any, T]) -> T | _Cut:
         """Await ``step`` so that cancel or timeout can cut it (and only it)."""
         if self._stop is not None:
             step.close()
             return _CUT
         future = asyncio.ensure_future(step)
-        self._cuttable[component_id] = future
+        task.cuttable = future
         try:
             return await future
         except asyncio.CancelledError:
@@ -307,118 +311,86 @@ class OperationRunner:
                 return _CUT
             raise
         finally:
-            del self._cuttable[component_id]
+            task.cuttable = None
 
-    def _endpoint(self, task: TaskState) -> AdapterEndpoint | None:
-        if task.infrastructure_template_id is None:
-            return None
-        return self._directory.resolve(task.infrastructure_template_id, self._header.environment)
-
-    async def _call(self, task: TaskState, endpoint: AdapterEndpoint) -> ProvisioningResult:
+    async def _call(self, task: _Task, endpoint: AdapterEndpoint) -> ProvisioningResult:
         assert self._builder is not None
-        request = self._builder.request(task)
-        self._calling.add(task.component_id)
+        request = self._builder.request(task.state)
+        task.called = True
+        component_id = task.id
         try:
-            async with asyncio.timeout(endpoint.timeout_seconds):
-                if task.token is None:
-                    self._failpoints.check("before-call", task.component_id)
+            async with endpoint.time_limit():
+                if task.state.token is None:
+                    self._failpoints.check("before-call", component_id)
                     answer = await self._adapters.start(endpoint, request)
-                    self._failpoints.check("after-call", task.component_id)
+                    self._failpoints.check("after-call", component_id)
                     if isinstance(answer, ProvisioningResult):
                         return answer
-                    task.token = answer.token
-                    write = self._new_write(tasks=[task])
-                    write.events.append(
-                        Event(
-                            task.component_id,
-                            task.status,
-                            task.status,
-                            self._clock(),
-                            {"token": answer.token},
-                        )
-                    )
-                    await self._write(write)
-                    self._failpoints.check("while-polling", task.component_id)
-                return await self._adapters.wait(endpoint, task.token)
+                    await self._record_token(task, answer.token)
+                    self._failpoints.check("while-polling", component_id)
+                assert task.state.token is not None
+                return await self._adapters.wait(endpoint, task.state.token)
         except AdapterError as exc:
             return ProvisioningResult(succeeded=False, error=exc.detail)
-        except TimeoutError:
-            return ProvisioningResult(
-                succeeded=False,
-                error={
-                    "message": f"the Tech Adapter did not finish within "
-                    f"{endpoint.timeout_seconds:g} s (timeoutSeconds)",
-                    "timeoutSeconds": endpoint.timeout_seconds,
-                },
-            )
 
-    async def _finish_without_call(self, task: TaskState) -> None:
+    async def _record_token(self, task: _Task, token: str) -> None:
+        """The adapter's token is durable before polling begins, so a restart resumes it."""
+        task.state = replace(task.state, token=token)
+        status = task.state.status
+        write = self._new_write()
+        write.tasks.append(task.state)
+        write.events.append(Event(task.id, status, status, self._clock(), {"token": token}))
+        await self._write(write)
+
+    async def _finish_without_call(self, task: _Task) -> None:
         """The system step with no adapter of its own, or an adapter no longer registered."""
-        if task.infrastructure_template_id is None:
+        template = task.state.infrastructure_template_id
+        if template is None:
             result = ProvisioningResult(succeeded=True)
         else:
             result = ProvisioningResult(
                 succeeded=False,
                 error={
-                    "message": f"no Tech Adapter is registered for "
-                    f"{task.infrastructure_template_id!r} in {self._header.environment!r}"
+                    "message": f"no Tech Adapter is registered for {template!r} in "
+                    f"{self._header.environment!r}"
                 },
             )
-        if task.status is TaskStatus.WAITING:
-            task.started_at = self._clock()
-            task.attempts += 1
-        await self._finish(task, result, called=False)
+        if task.state.status is TaskStatus.WAITING:
+            task.state = replace(
+                task.state, started_at=self._clock(), attempts=task.state.attempts + 1
+            )
+        await self._finish(task, result)
 
-    async def _finish(
-        self, task: TaskState, result: ProvisioningResult, *, called: bool = True
-    ) -> None:
+    async def _finish(self, task: _Task, result: ProvisioningResult) -> None:
         """Record the result; start (in the same write) the successors it unblocks."""
         now = self._clock()
         write = self._new_write()
-        self._mark_finished(task, result, write, now, called=called)
-        ready: list[TaskState] = []
+        self._mark_finished(task, result, write, now)
+        ready: list[_Task] = []
         if result.succeeded:
-            for successor in self._successors[task.component_id]:
-                self._remaining[successor] -= 1
-                candidate = self._tasks[successor]
-                if self._remaining[successor] == 0 and candidate.status is TaskStatus.WAITING:
-                    ready.append(candidate)
+            for successor in task.successors:
+                successor.waiting_for -= 1
+                if successor.waiting_for == 0 and successor.state.status is TaskStatus.WAITING:
+                    ready.append(successor)
         else:
-            self._skip_downstream(task.component_id, write, now)
+            self._skip_downstream(task, write, now)
         if self._stop is not None:
             ready = []
         started = self._start_ready(ready, write, now)
         await self._write(write, started)
-        for candidate in ready:
-            self._spawn(candidate.component_id, started=candidate.component_id in started)
+        for successor in ready:
+            self._spawn(successor)
 
-    async def _record_cut(self, task: TaskState) -> None:
-        """A task stopped by cancel or timeout: CANCELLED, or FAILED for a timeout.
-
-        If its adapter call had been sent, nobody knows what the adapter did: the component is
-        CORRUPT. Otherwise the component keeps the status it had.
-        """
-        now = self._clock()
+    async def _record_cut(self, task: _Task) -> None:
+        """A task stopped by cancel or timeout: CANCELLED, or FAILED for a timeout."""
+        assert self._stop is not None
+        reason = "the operation timed out" if self._stop is Interruption.TIMEOUT else "cancelled"
+        if task.called:
+            message = f"{reason} while the Tech Adapter call was in progress"
+        else:
+            message = f"{reason} before the Tech Adapter was called"
         write = self._new_write()
-        was_calling = task.component_id in self._calling
-        status = TaskStatus.FAILED if self._stop is _Stop.TIMEOUT else TaskStatus.CANCELLED
-        reason = "the operation timed out" if self._stop is _Stop.TIMEOUT else "cancelled"
-        message = (
-            f"{reason} while the Tech Adapter call was in progress"
-            if was_calling
-            else f"{reason} before the Tech Adapter was called"
-        )
-        old = task.status
-        task.status, task.finished_at, task.error = status, now, {"message": message}
-        write.tasks.append(task)
-        write.events.append(Event(task.component_id, old, status, now, {"error": message}))
-        component = self._components[task.component_id]
-        if was_calling:
-            component.status = ComponentStatus.CORRUPT
-        elif task.component_id in self._status_before:
-            component.status = self._status_before[task.component_id]
-        self._stamp_last_operation(component, status, now)
-        write.components.append(component)
+        self._end(task, self._stop.task_status, write, self._clock(), error={"message": message})
         await self._recorder.write(write)
 
     async def _cancel_waiting(self) -> None:
@@ -426,138 +398,135 @@ class OperationRunner:
         now = self._clock()
         write = self._new_write()
         for task in self._tasks.values():
-            if task.status is TaskStatus.WAITING and task.component_id not in self._spawned:
-                task.status, task.finished_at = TaskStatus.CANCELLED, now
-                write.tasks.append(task)
-                write.events.append(Event(task.component_id, TaskStatus.WAITING, task.status, now))
-                component = self._components[task.component_id]
-                self._stamp_last_operation(component, task.status, now)
-                write.components.append(component)
+            if task.state.status is TaskStatus.WAITING and not task.live:
+                self._end(task, TaskStatus.CANCELLED, write, now)
         if write.tasks:
             await self._recorder.write(write)
 
     # --- state changes ----------------------------------------------------------------------
 
-    def _start_ready(
-        self, ready: Iterable[TaskState], write: StateWrite, now: datetime
-    ) -> set[str]:
+    def _start_ready(self, ready: Iterable[_Task], write: StateWrite, now: datetime) -> list[_Task]:
         """Take free slots for ready tasks at once, recording their start in ``write``."""
-        started: set[str] = set()
+        started: list[_Task] = []
         for task in ready:
-            endpoint = self._endpoint(task)
-            if endpoint is None or not self._slots.try_acquire(
-                endpoint.key, endpoint.max_concurrency
-            ):
+            endpoint = task.endpoint
+            if endpoint is None:
                 continue
-            self._mark_started(task, write, now)
-            started.add(task.component_id)
+            task.ticket = self._slots.try_acquire(endpoint.key, endpoint.max_concurrency)
+            if task.ticket is not None:
+                self._mark_started(task, write, now)
+                started.append(task)
         return started
 
-    async def _write(self, write: StateWrite, holding: Iterable[str] = ()) -> None:
+    async def _write(self, write: StateWrite, holding: Iterable[_Task] = ()) -> None:
         """Record ``write``; on failure give back the slots taken for tasks in ``holding``."""
         try:
             await self._recorder.write(write)
         except BaseException:
-            for component_id in holding:
-                self._release_slot(component_id)
+            for task in holding:
+                task.release()
             raise
 
-    def _mark_started(self, task: TaskState, write: StateWrite, now: datetime) -> None:
+    def _mark_started(self, task: _Task, write: StateWrite, now: datetime) -> None:
         assert self._builder is not None
-        old = task.status
-        task.status, task.started_at, task.finished_at = TaskStatus.RUNNING, now, None
-        task.attempts += 1
-        task.error = None
-        write.tasks.append(task)
-        detail: JSON = {"attempt": task.attempts}
-        if old is TaskStatus.RUNNING:
+        old = task.state
+        task.state = replace(
+            old,
+            status=TaskStatus.RUNNING,
+            started_at=now,
+            finished_at=None,
+            attempts=old.attempts + 1,
+            error=None,
+        )
+        write.tasks.append(task.state)
+        detail: JSON = {"attempt": task.state.attempts}
+        if old.status is TaskStatus.RUNNING:
             detail["resent"] = True  # the previous owner's call may not have arrived
-        write.events.append(Event(task.component_id, old, TaskStatus.RUNNING, now, detail))
-        component = self._components[task.component_id]
-        self._status_before.setdefault(task.component_id, component.status)
-        component.status = ComponentStatus.IN_PROGRESS
-        component.last_sent_operation_id = self._builder.document_operation(task)
-        if task.action is TaskAction.PROVISION:
-            _, component.depends_on = self._builder.provisioned_facts(task)
-            component.infrastructure_template_id = task.infrastructure_template_id
-        write.components.append(component)
+        write.events.append(Event(task.id, old.status, TaskStatus.RUNNING, now, detail))
+        changes: dict[str, Any] = {
+            "status": ComponentStatus.IN_PROGRESS,
+            "last_sent_operation_id": self._builder.document_operation(task.state),
+        }
+        if task.state.action is TaskAction.PROVISION:
+            changes["depends_on"] = self._builder.provisioned_facts(task.state)[1]
+            changes["infrastructure_template_id"] = task.state.infrastructure_template_id
+        task.component = replace(task.component, **changes)
+        write.components.append(task.component)
 
     def _mark_finished(
+        self, task: _Task, result: ProvisioningResult, write: StateWrite, now: datetime
+    ) -> None:
+        assert self._builder is not None
+        changes: dict[str, Any] = {}
+        if result.succeeded or result.public_info is not None or result.private_info is not None:
+            changes.update(public_info=result.public_info, private_info=result.private_info)
+        if result.logs:
+            changes["logs"] = result.logs
+        if result.succeeded and task.state.action is TaskAction.PROVISION:
+            version, depends_on = self._builder.provisioned_facts(task.state)
+            changes.update(
+                version=version,
+                depends_on=depends_on,
+                last_provisioned_operation_id=self.operation_id,
+            )
+        elif result.succeeded:
+            changes["version"] = None
+        task.component = replace(task.component, **changes)
+        outcome = TaskStatus.SUCCEEDED if result.succeeded else TaskStatus.FAILED
+        self._end(
+            task,
+            outcome,
+            write,
+            now,
+            error=result.error,
+            public_info=result.public_info,
+            private_info=result.private_info,
+            logs=result.logs or None,
+        )
+        self._log.info(
+            "task_finished", component_id=task.id, status=outcome, attempts=task.state.attempts
+        )
+
+    def _skip_downstream(self, failed: _Task, write: StateWrite, now: datetime) -> None:
+        """Every waiting task downstream of ``failed`` ends SKIPPED."""
+        stack = list(failed.successors)
+        while stack:
+            task = stack.pop()
+            if task.state.status is not TaskStatus.WAITING:
+                continue
+            self._end(task, TaskStatus.SKIPPED, write, now, detail={"blockedBy": failed.id})
+            stack.extend(task.successors)
+
+    def _end(
         self,
-        task: TaskState,
-        result: ProvisioningResult,
+        task: _Task,
+        outcome: TaskStatus,
         write: StateWrite,
         now: datetime,
         *,
-        called: bool = True,
+        detail: JSON | None = None,
+        **changes: Any,
     ) -> None:
-        assert self._builder is not None
-        old = task.status
-        task.status = TaskStatus.SUCCEEDED if result.succeeded else TaskStatus.FAILED
-        task.finished_at = now
-        task.public_info, task.private_info = result.public_info, result.private_info
-        task.logs, task.error = result.logs or None, result.error
-        write.tasks.append(task)
-        detail = {"error": result.error.get("message")} if result.error else None
-        write.events.append(Event(task.component_id, old, task.status, now, detail))
-        component = self._components[task.component_id]
-        has_info = result.public_info is not None or result.private_info is not None
-        if result.succeeded or has_info:
-            component.public_info, component.private_info = result.public_info, result.private_info
-        if result.logs:
-            component.logs = result.logs
-        if not result.succeeded:
-            if called:  # the adapter may have done part of the work
-                component.status = ComponentStatus.CORRUPT
-        elif task.action is TaskAction.PROVISION:
-            component.status = ComponentStatus.DEPLOYED
-            component.version, component.depends_on = self._builder.provisioned_facts(task)
-            component.last_provisioned_operation_id = self._header.id
-        else:
-            component.status = ComponentStatus.NOT_DEPLOYED
-            component.version = None
-        self._stamp_last_operation(component, task.status, now)
-        write.components.append(component)
-        self._log.info(
-            "task_finished",
-            component_id=task.component_id,
-            status=task.status,
-            attempts=task.attempts,
+        """``task`` ends with ``outcome``: its state, its component's, and the event."""
+        old = task.state.status
+        task.state = replace(task.state, status=outcome, finished_at=now, **changes)
+        write.tasks.append(task.state)
+        error = changes.get("error")
+        if detail is None and error:
+            detail = {"error": error.get("message")}
+        write.events.append(Event(task.id, old, outcome, now, detail))
+        task.component = replace(
+            task.component,
+            status=component_after(task.before, task.state.action, outcome, called=task.called),
+            last_operation_id=self.operation_id,
+            last_operation_type=self._header.type,
+            last_task_status=outcome,
+            last_finished_at=now,
         )
+        write.components.append(task.component)
 
-    def _skip_downstream(self, component_id: str, write: StateWrite, now: datetime) -> None:
-        """Every waiting task downstream of ``component_id`` ends SKIPPED."""
-        stack = list(self._successors[component_id])
-        while stack:
-            task = self._tasks[stack.pop()]
-            if task.status is not TaskStatus.WAITING:
-                continue
-            task.status, task.finished_at = TaskStatus.SKIPPED, now
-            write.tasks.append(task)
-            write.events.append(
-                Event(
-                    task.component_id,
-                    TaskStatus.WAITING,
-                    TaskStatus.SKIPPED,
-                    now,
-                    {"blockedBy": component_id},
-                )
-            )
-            component = self._components[task.component_id]
-            self._stamp_last_operation(component, TaskStatus.SKIPPED, now)
-            write.components.append(component)
-            stack.extend(self._successors[task.component_id])
-
-    def _stamp_last_operation(
-        self, component: ComponentState, status: TaskStatus, now: datetime
-    ) -> None:
-        component.last_operation_id = self._header.id
-        component.last_operation_type = self._header.type
-        component.last_task_status = status
-        component.last_finished_at = now
-
-    def _new_write(self, *, tasks: list[TaskState] | None = None) -> StateWrite:
-        return StateWrite(fence=self._claimed.fence, header=self._header, tasks=tasks or [])
+    def _new_write(self) -> StateWrite:
+        return StateWrite(fence=self._claimed.fence, header=self._header)
 
     def _all_terminal(self) -> bool:
-        return all(task.status.is_terminal for task in self._tasks.values())
+        return all(task.state.status.is_terminal for task in self._tasks.values())

@@ -1,4 +1,8 @@
-"""Bounds on adapter calls in flight: one global limit and one per adapter, in FIFO order."""
+"""Bounds on adapter calls in flight: one global limit and one per adapter, in FIFO order.
+
+A slot is held as a ``Ticket``, whose ``release`` gives it back once however often it is called,
+so that every path that ends a task can release without asking whether another already did.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,26 @@ class _Waiter:
     key: str
     limit: int | None
     future: asyncio.Future[None]
+
+
+class Ticket:
+    """One slot, held until ``release``."""
+
+    __slots__ = ("_key", "_slots")
+
+    def __init__(self, slots: Slots, key: str) -> None:
+        self._slots: Slots | None = slots
+        self._key = key
+
+    @property
+    def held(self) -> bool:
+        return self._slots is not None
+
+    def release(self) -> None:
+        """Give the slot back; later calls do nothing."""
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            slots.release(self._key)
 
 
 class Slots:
@@ -41,17 +65,18 @@ class Slots:
         self._in_use += 1
         self._per_key[key] += 1
 
-    def try_acquire(self, key: str, limit: int | None) -> bool:
+    def try_acquire(self, key: str, limit: int | None) -> Ticket | None:
         """Take a slot if one is free for this key."""
         if not self._fits(key, limit):
-            return False
+            return None
         self._take(key)
-        return True
+        return Ticket(self, key)
 
-    async def acquire(self, key: str, limit: int | None) -> None:
+    async def acquire(self, key: str, limit: int | None) -> Ticket:
         """Wait for a slot; waiters are served in arrival order where their limits allow."""
-        if self.try_acquire(key, limit):
-            return
+        ticket = self.try_acquire(key, limit)
+        if ticket is not None:
+            return ticket
         waiter = _Waiter(key, limit, asyncio.get_running_loop().create_future())
         self._waiters.append(waiter)
         try:
@@ -62,6 +87,7 @@ class Slots:
             elif waiter in self._waiters:
                 self._waiters.remove(waiter)
             raise
+        return Ticket(self, key)
 
     def release(self, key: str) -> None:
         """Give a slot back and grant it to the first waiters that fit."""

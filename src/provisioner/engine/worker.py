@@ -97,11 +97,6 @@ class Worker:
         self._controlling: asyncio.Task[None] | None = None
         self._accepting = False
 
-    @property
-    def running(self) -> list[str]:
-        """Ids of the operations this worker is running."""
-        return list(self._runs)
-
     def start(self) -> None:
         """Start claiming and heartbeating (call from within the running event loop)."""
         self._accepting = True

@@ -50,7 +50,11 @@ class Database:
             self._writer = _sqlite_engine(self.url.set(drivername="sqlite"))
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
             self._reader = create_async_engine(
-                url, pool_size=4, max_overflow=0, pool_timeout=60, pool_reset_on_return=None
+                url,
+                pool_size=read_pool_size,
+                max_overflow=0,
+                pool_timeout=60,
+                pool_reset_on_return=None,
             )
             _configure_sqlite(self._reader.sync_engine, begin=None)
         else:

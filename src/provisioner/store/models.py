@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, cast
+from enum import StrEnum
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -22,6 +23,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from provisioner.domain.status import (
+    ComponentStatus,
+    OperationStatus,
+    OperationType,
+    ReleaseStatus,
+    TaskAction,
+    TaskStatus,
+)
 
 ID = 36  # operation ids are UUIDs
 NAME = 512  # deployment unit, component and template ids
@@ -56,7 +66,39 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value
 
 
+E = TypeVar("E", bound=StrEnum)
+
+
+class EnumText(TypeDecorator[E]):
+    """A status stored as its text, read back as the enum (so nothing downstream parses it)."""
+
+    impl = String(STATUS)
+    cache_ok = True
+
+    def __init__(self, enum: type[E]) -> None:
+        super().__init__()
+        self.enum = enum
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)
+
+
 JsonValue = JSON(none_as_null=True)
+
+
+class IdTuple(TypeDecorator[tuple[str, ...]]):
+    """A list of ids stored as JSON, read back as an immutable tuple."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else list(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> tuple[str, ...]:
+        return tuple(value or ())
+
+
 ACTIVE = text("status IN ('PENDING', 'RUNNING')")
 
 
@@ -71,11 +113,11 @@ class OperationRow(Base):
     __tablename__ = "operations"
 
     id: Mapped[str] = mapped_column(String(ID), primary_key=True)
-    type: Mapped[str] = mapped_column(String(STATUS))
+    type: Mapped[OperationType] = mapped_column(EnumText(OperationType))
     deployment_unit_id: Mapped[str] = mapped_column(String(NAME))
     environment: Mapped[str] = mapped_column(String(NAME))
     version: Mapped[str | None] = mapped_column(String(NAME))
-    status: Mapped[str] = mapped_column(String(STATUS))
+    status: Mapped[OperationStatus] = mapped_column(EnumText(OperationStatus))
     remove_data: Mapped[bool] = mapped_column(Boolean, default=False)
     requested_components: Mapped[Any | None] = mapped_column(JsonValue)
     retry_of: Mapped[str | None] = mapped_column(String(ID))
@@ -116,11 +158,11 @@ class TaskRow(Base):
     )
     component_id: Mapped[str] = mapped_column(String(NAME), primary_key=True)
     position: Mapped[int] = mapped_column(Integer)
-    action: Mapped[str] = mapped_column(String(STATUS))
-    status: Mapped[str] = mapped_column(String(STATUS))
+    action: Mapped[TaskAction] = mapped_column(EnumText(TaskAction))
+    status: Mapped[TaskStatus] = mapped_column(EnumText(TaskStatus))
     is_system: Mapped[bool] = mapped_column(Boolean)
     infrastructure_template_id: Mapped[str | None] = mapped_column(String(NAME))
-    depends_on: Mapped[Any] = mapped_column(JsonValue)
+    depends_on: Mapped[tuple[str, ...]] = mapped_column(IdTuple)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     token: Mapped[str | None] = mapped_column(String(1024))
     started_at: Mapped[datetime | None]
@@ -158,7 +200,7 @@ class ReleaseRow(Base):
 
     deployment_unit_id: Mapped[str] = mapped_column(String(NAME), primary_key=True)
     environment: Mapped[str] = mapped_column(String(NAME), primary_key=True)
-    status: Mapped[str] = mapped_column(String(STATUS))
+    status: Mapped[ReleaseStatus] = mapped_column(EnumText(ReleaseStatus))
     version: Mapped[str | None] = mapped_column(String(NAME))
     descriptor_operation_id: Mapped[str | None] = mapped_column(String(ID))
     last_operation_id: Mapped[str | None] = mapped_column(String(ID))
@@ -178,18 +220,18 @@ class ComponentRow(Base):
     component_id: Mapped[str] = mapped_column(String(NAME), primary_key=True)
     is_system: Mapped[bool] = mapped_column(Boolean)
     member: Mapped[bool] = mapped_column(Boolean)  # part of the last deployed descriptor
-    status: Mapped[str] = mapped_column(String(STATUS))
+    status: Mapped[ComponentStatus] = mapped_column(EnumText(ComponentStatus))
     version: Mapped[str | None] = mapped_column(String(NAME))
     infrastructure_template_id: Mapped[str | None] = mapped_column(String(NAME))
-    depends_on: Mapped[Any] = mapped_column(JsonValue)
+    depends_on: Mapped[tuple[str, ...]] = mapped_column(IdTuple)
     last_sent_operation_id: Mapped[str | None] = mapped_column(String(ID))
     last_provisioned_operation_id: Mapped[str | None] = mapped_column(String(ID))
     public_info: Mapped[Any | None] = mapped_column(JsonValue)
     private_info: Mapped[Any | None] = mapped_column(JsonValue)
     logs: Mapped[Any | None] = mapped_column(JsonValue)
     last_operation_id: Mapped[str | None] = mapped_column(String(ID))
-    last_operation_type: Mapped[str | None] = mapped_column(String(STATUS))
-    last_task_status: Mapped[str | None] = mapped_column(String(STATUS))
+    last_operation_type: Mapped[OperationType | None] = mapped_column(EnumText(OperationType))
+    last_task_status: Mapped[TaskStatus | None] = mapped_column(EnumText(TaskStatus))
     last_finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 

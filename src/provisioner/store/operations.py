@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -11,81 +10,54 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, select, tuple_, update
 
 from provisioner.domain.status import (
+    UNFINISHED_TASK_STATUSES,
     ComponentStatus,
+    Interruption,
     OperationStatus,
     OperationType,
     ReleaseStatus,
     TaskStatus,
-    derive_release_status,
+    component_after,
+    release_status,
 )
 from provisioner.engine.ports import (
+    COMPONENT_PROGRESS,
+    TASK_PROGRESS,
     ClaimedOperation,
     ComponentState,
     Event,
     Fence,
     OperationHeader,
     StateWrite,
+    TaskState,
+    descriptor_source,
 )
+from provisioner.offload import offload
 from provisioner.store.database import Database
 from provisioner.store.models import components, events, operations, releases, tasks
-from provisioner.store.rows import component_state, component_values, task_state, task_values
+from provisioner.store.records import field_names, record, records, update_by_key, values
 
-# Descriptors above this size are decoded in a worker thread, off the event loop.
-_THREAD_DECODE_BYTES = 256 * 1024
-
-_UPDATE_TASK = (
-    update(tasks)
-    .where(
-        tasks.c.operation_id == bindparam("k_operation"),
-        tasks.c.component_id == bindparam("k_component"),
-    )
-    .values(
-        {
-            name: bindparam(name)
-            for name in (
-                "status",
-                "attempts",
-                "token",
-                "started_at",
-                "finished_at",
-                "public_info",
-                "private_info",
-                "logs",
-                "error",
-            )
-        }
-    )
+_TASK_KEY = {"operation_id": "k_operation", "component_id": "k_component"}
+_COMPONENT_KEY = {
+    "deployment_unit_id": "k_unit",
+    "environment": "k_environment",
+    "component_id": "k_component",
+}
+_UPDATE_TASK = update_by_key(tasks, _TASK_KEY, TASK_PROGRESS)
+_UPDATE_COMPONENT = update_by_key(components, _COMPONENT_KEY, (*COMPONENT_PROGRESS, "updated_at"))
+_SET_MEMBER = update_by_key(components, _COMPONENT_KEY, ("member",))
+_STAMP_COMPONENT = update_by_key(
+    components,
+    _COMPONENT_KEY,
+    (
+        "status",
+        "last_operation_id",
+        "last_operation_type",
+        "last_task_status",
+        "last_finished_at",
+        "updated_at",
+    ),
 )
-_UPDATE_COMPONENT = (
-    update(components)
-    .where(
-        components.c.deployment_unit_id == bindparam("k_unit"),
-        components.c.environment == bindparam("k_environment"),
-        components.c.component_id == bindparam("k_component"),
-    )
-    .values(
-        {
-            name: bindparam(name)
-            for name in (
-                "status",
-                "version",
-                "infrastructure_template_id",
-                "depends_on",
-                "last_sent_operation_id",
-                "last_provisioned_operation_id",
-                "public_info",
-                "private_info",
-                "logs",
-                "last_operation_id",
-                "last_operation_type",
-                "last_task_status",
-                "last_finished_at",
-                "updated_at",
-            )
-        }
-    )
-)
-
 
 _LEASE = bindparam("lease", type_=operations.c.lease_expires_at.type)
 # Renew one operation's lease (keep it when no lease is given) if its fence still holds.
@@ -99,17 +71,19 @@ _RENEW_ONE = (
     .returning(operations.c.id)
 )
 INSERT_EVENTS = insert(events)
+_EVENT_FIELDS = field_names(Event)
 
 
 def event_values(operation_id: str, event: Event) -> dict[str, Any]:
-    return {
-        "operation_id": operation_id,
-        "component_id": event.component_id,
-        "old_status": event.old_status,
-        "new_status": event.new_status,
-        "at": event.at,
-        "detail": event.detail,
-    }
+    return {"operation_id": operation_id, **values(event, _EVENT_FIELDS)}
+
+
+def release_key(table: Any, header: OperationHeader) -> tuple[Any, Any]:
+    """The WHERE clause selecting the rows of ``header``'s release in ``table``."""
+    return (
+        table.c.deployment_unit_id == header.deployment_unit_id,
+        table.c.environment == header.environment,
+    )
 
 
 class SqlOperationStore:
@@ -192,7 +166,7 @@ class SqlOperationStore:
         claimed_events = []
         for row in rows:
             detail: dict[str, Any] = {"owner": owner, "fence": row.fencing + 1}
-            if row.status == OperationStatus.RUNNING:
+            if row.status is OperationStatus.RUNNING:
                 detail["resumedFrom"] = row.owner
             claimed_events.append(
                 event_values(row.id, Event(None, row.status, OperationStatus.RUNNING, now, detail))
@@ -316,26 +290,26 @@ class SqlOperationStore:
         return {operation_id for operation_id, _ in wanted} - set(held)
 
     def _write_rows(self, conn: Connection, writes: Sequence[StateWrite], now: datetime) -> None:
+        # Keyed, so that a batch holding two states of one row writes the later one only.
         task_params: dict[tuple[str, str], dict[str, Any]] = {}
         component_params: dict[tuple[str, str, str], dict[str, Any]] = {}
         event_params: list[dict[str, Any]] = []
         for write in writes:
             header = write.header
             for task in write.tasks:
-                task_params[(header.id, task.component_id)] = {
-                    "k_operation": header.id,
-                    "k_component": task.component_id,
-                    **task_values(task),
-                }
+                params = values(task, TASK_PROGRESS)
+                params.update(k_operation=header.id, k_component=task.component_id)
+                task_params[(header.id, task.component_id)] = params
             for component in write.components:
+                params = values(component, COMPONENT_PROGRESS)
+                params.update(
+                    k_unit=header.deployment_unit_id,
+                    k_environment=header.environment,
+                    k_component=component.component_id,
+                    updated_at=now,
+                )
                 key = (header.deployment_unit_id, header.environment, component.component_id)
-                component_params[key] = {
-                    "k_unit": key[0],
-                    "k_environment": key[1],
-                    "k_component": key[2],
-                    "updated_at": now,
-                    **component_values(component),
-                }
+                component_params[key] = params
             event_params.extend(event_values(header.id, event) for event in write.events)
         if task_params:
             conn.execute(_UPDATE_TASK, list(task_params.values()))
@@ -347,19 +321,14 @@ class SqlOperationStore:
     def _write_operation(self, conn: Connection, write: StateWrite, now: datetime) -> None:
         assert write.operation is not None
         header, outcome = write.header, write.operation
-        values: dict[str, Any] = {
-            "status": outcome.status,
-            "started_at": outcome.started_at,
-            "finished_at": outcome.finished_at,
-            "error": outcome.error,
-            "updated_at": now,
-        }
-        terminal = not OperationStatus(outcome.status).is_active
+        terminal = not outcome.status.is_active
+        changes: dict[str, Any] = values(outcome, ("status", "started_at", "finished_at", "error"))
+        changes["updated_at"] = now
         if terminal:
-            values.update(owner=None, lease_expires_at=None)
-        conn.execute(update(operations).where(operations.c.id == header.id).values(values))
+            changes.update(owner=None, lease_expires_at=None)
+        conn.execute(update(operations).where(operations.c.id == header.id).values(changes))
         if terminal:
-            settle_release(conn, header, OperationStatus(outcome.status), now)
+            settle_release(conn, header, outcome.status, now)
 
     # --- leases -----------------------------------------------------------------------------
 
@@ -420,13 +389,14 @@ class _Parts:
         component_rows: Sequence[Row[Any]],
         release_rows: Sequence[Row[Any, Any, Any]],
     ) -> None:
-        self.tasks: dict[str, list[Row[Any]]] = {op.id: [] for op in ops}
-        for row in task_rows:
-            self.tasks[row.operation_id].append(row)
+        self.headers = {op.id: record(OperationHeader, op) for op in ops}
+        self.tasks: dict[str, list[TaskState]] = {op.id: [] for op in ops}
+        for row, task in zip(task_rows, records(TaskState, task_rows), strict=True):
+            self.tasks[row.operation_id].append(task)
         self.states: dict[tuple[str, str], dict[str, ComponentState]] = {}
-        for row in component_rows:
+        for row, state in zip(component_rows, records(ComponentState, component_rows), strict=True):
             key = (row.deployment_unit_id, row.environment)
-            self.states.setdefault(key, {})[row.component_id] = component_state(row)
+            self.states.setdefault(key, {})[state.component_id] = state
         self.release_descriptor = {
             (row.deployment_unit_id, row.environment): row.descriptor_operation_id
             for row in release_rows
@@ -434,15 +404,14 @@ class _Parts:
         self.needed = {op.id: self._needed(op) for op in ops}
 
     def _needed(self, op: Row[Any]) -> set[str]:
+        """The descriptors the operation's tasks send, and the release's last one."""
+        header = self.headers[op.id]
         key = (op.deployment_unit_id, op.environment)
-        needed = {self.release_descriptor.get(key)} - {None}
-        if op.type == OperationType.DEPLOY:
-            needed.add(op.id)
-        else:
-            states = self.states.get(key, {})
-            for row in self.tasks[op.id]:
-                state = states[row.component_id]
-                needed.add(state.last_provisioned_operation_id or state.last_sent_operation_id)
+        states = self.states.get(key, {})
+        needed = {self.release_descriptor.get(key)}
+        needed.update(
+            descriptor_source(header, states.get(task.component_id)) for task in self.tasks[op.id]
+        )
         return {op_id for op_id in needed if op_id}
 
     def documents_needed(self) -> list[str]:
@@ -454,12 +423,12 @@ class _Parts:
         key = (op.deployment_unit_id, op.environment)
         mine = {op_id: documents[op_id] for op_id in self.needed[op.id] if op_id in documents}
         return ClaimedOperation(
-            header=header_of(op),
+            header=self.headers[op.id],
             fence=Fence(op.id, op.fencing),
-            status=OperationStatus(op.status),
+            status=op.status,
             started_at=op.started_at,
             cancel_requested=op.cancel_requested,
-            tasks=[task_state(row) for row in self.tasks[op.id]],
+            tasks=self.tasks[op.id],
             components=dict(self.states.get(key, {})),
             documents={op_id: document for op_id, (document, _) in mine.items()},
             release_descriptor_operation_id=self.release_descriptor.get(key),
@@ -467,27 +436,9 @@ class _Parts:
         )
 
 
-_SET_MEMBER = (
-    update(components)
-    .where(
-        components.c.deployment_unit_id == bindparam("k_unit"),
-        components.c.environment == bindparam("k_environment"),
-        components.c.component_id == bindparam("k_component"),
-    )
-    .values(member=True)
-)
-
-
 def _record_members(conn: Connection, header: OperationHeader, members: Sequence[str]) -> None:
     """From now on the release is made of these (and of whatever is still deployed)."""
-    conn.execute(
-        update(components)
-        .where(
-            components.c.deployment_unit_id == header.deployment_unit_id,
-            components.c.environment == header.environment,
-        )
-        .values(member=False)
-    )
+    conn.execute(update(components).where(*release_key(components, header)).values(member=False))
     conn.execute(
         _SET_MEMBER,
         [
@@ -495,6 +446,7 @@ def _record_members(conn: Connection, header: OperationHeader, members: Sequence
                 "k_unit": header.deployment_unit_id,
                 "k_environment": header.environment,
                 "k_component": component_id,
+                "member": True,
             }
             for component_id in members
         ],
@@ -503,39 +455,45 @@ def _record_members(conn: Connection, header: OperationHeader, members: Sequence
 
 def _abandon(conn: Connection, header: OperationHeader, message: str, now: datetime) -> None:
     """End an operation FAILED after an internal error, writing statuses only."""
+    outcome = Interruption.CRASH.task_status
     unfinished = conn.execute(
-        select(tasks.c.component_id, tasks.c.status).where(
-            tasks.c.operation_id == header.id,
-            tasks.c.status.in_([TaskStatus.WAITING, TaskStatus.RUNNING]),
+        select(
+            tasks.c.component_id, tasks.c.action, tasks.c.status, components.c.status.label("was")
         )
+        .join(
+            components,
+            and_(
+                components.c.component_id == tasks.c.component_id,
+                *release_key(components, header),
+            ),
+        )
+        .where(tasks.c.operation_id == header.id, tasks.c.status.in_(UNFINISHED_TASK_STATUSES))
     ).all()
     error = {"message": message}
     conn.execute(
         update(tasks)
-        .where(
-            tasks.c.operation_id == header.id,
-            tasks.c.status.in_([TaskStatus.WAITING, TaskStatus.RUNNING]),
-        )
-        .values(status=TaskStatus.FAILED, finished_at=now, error=error)
+        .where(tasks.c.operation_id == header.id, tasks.c.status.in_(UNFINISHED_TASK_STATUSES))
+        .values(status=outcome, finished_at=now, error=error)
     )
-    called = [row.component_id for row in unfinished if row.status == TaskStatus.RUNNING]
-    if called:  # their adapter may have acted: nobody knows what is deployed
-        conn.execute(
-            update(components)
-            .where(
-                components.c.deployment_unit_id == header.deployment_unit_id,
-                components.c.environment == header.environment,
-                components.c.component_id.in_(called),
-            )
-            .values(
-                status=ComponentStatus.CORRUPT,
-                last_operation_id=header.id,
-                last_operation_type=header.type,
-                last_task_status=TaskStatus.FAILED,
-                last_finished_at=now,
-                updated_at=now,
-            )
-        )
+    stamped = [
+        {
+            "k_unit": header.deployment_unit_id,
+            "k_environment": header.environment,
+            "k_component": row.component_id,
+            # A RUNNING task may have called its adapter: nobody knows what is deployed.
+            "status": component_after(
+                row.was, row.action, outcome, called=row.status is TaskStatus.RUNNING
+            ),
+            "last_operation_id": header.id,
+            "last_operation_type": header.type,
+            "last_task_status": outcome,
+            "last_finished_at": now,
+            "updated_at": now,
+        }
+        for row in unfinished
+    ]
+    if stamped:
+        conn.execute(_STAMP_COMPONENT, stamped)
     conn.execute(
         update(operations)
         .where(operations.c.id == header.id)
@@ -552,7 +510,7 @@ def _abandon(conn: Connection, header: OperationHeader, message: str, now: datet
         INSERT_EVENTS,
         [
             *(
-                event_values(header.id, Event(row.component_id, row.status, TaskStatus.FAILED, now))
+                event_values(header.id, Event(row.component_id, row.status, outcome, now))
                 for row in unfinished
             ),
             event_values(
@@ -564,24 +522,9 @@ def _abandon(conn: Connection, header: OperationHeader, message: str, now: datet
     settle_release(conn, header, OperationStatus.FAILED, now)
 
 
-def header_of(row: Any) -> OperationHeader:
-    return OperationHeader(
-        id=row.id,
-        type=OperationType(row.type),
-        deployment_unit_id=row.deployment_unit_id,
-        environment=row.environment,
-        version=row.version,
-        remove_data=row.remove_data,
-        created_at=row.created_at,
-    )
-
-
 async def decode_document(text: str) -> Mapping[str, Any]:
     """A stored descriptor (JSON text); large ones are decoded in a worker thread."""
-    if len(text) > _THREAD_DECODE_BYTES:
-        decoded = await asyncio.to_thread(json.loads, text)
-    else:
-        decoded = json.loads(text)
+    decoded = await offload(len(text), json.loads, text)
     if not isinstance(decoded, dict):
         raise ValueError("a stored descriptor is not a mapping")
     return decoded
@@ -599,30 +542,17 @@ def settle_release(
 
     A deploy that ran becomes the release's last deploy (its version and descriptor).
     """
-    where = (
-        components.c.deployment_unit_id == header.deployment_unit_id,
-        components.c.environment == header.environment,
-    )
     statuses = conn.execute(
         select(components.c.status).where(
-            *where,
+            *release_key(components, header),
             or_(components.c.member, components.c.status != ComponentStatus.NOT_DEPLOYED),
         )
     ).scalars()
-    status = derive_release_status(
-        (ComponentStatus(value) for value in statuses), last_operation=outcome
-    )
-    values: dict[str, Any] = {"status": status, "last_operation_id": header.id, "updated_at": now}
+    status = release_status(statuses, last_operation=outcome)
+    changes: dict[str, Any] = {"status": status, "last_operation_id": header.id, "updated_at": now}
     if header.type is OperationType.DEPLOY and ran:
-        values.update(version=header.version, descriptor_operation_id=header.id)
+        changes.update(version=header.version, descriptor_operation_id=header.id)
     elif status is ReleaseStatus.NOT_DEPLOYED:
-        values["version"] = None
-    conn.execute(
-        update(releases)
-        .where(
-            releases.c.deployment_unit_id == header.deployment_unit_id,
-            releases.c.environment == header.environment,
-        )
-        .values(values)
-    )
+        changes["version"] = None
+    conn.execute(update(releases).where(*release_key(releases, header)).values(changes))
     return status

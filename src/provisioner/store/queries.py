@@ -7,47 +7,59 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, or_, select, tuple_
+from sqlalchemy import Select, and_, or_, select, tuple_
 
-from provisioner.domain.status import ComponentStatus
+from provisioner.domain.status import ComponentStatus, OperationStatus, ReleaseStatus
+from provisioner.engine.ports import TaskState
 from provisioner.errors import BadRequestError
 from provisioner.store.database import Database
 from provisioner.store.models import components, events, operations, releases, tasks
 from provisioner.store.operations import decode_document
-from provisioner.store.views import (
-    ComponentView,
-    EventView,
-    LastOperationView,
-    OperationView,
-    Page,
-    ReleaseSummary,
-    ReleaseView,
-    TaskView,
-)
+from provisioner.store.records import records
+from provisioner.store.views import ComponentView, EventView, OperationView, Page, ReleaseView
 
+_NEVER_SHOWN = frozenset({"private_info", "token", "descriptor"})
+_TASK_COLUMNS = [column for column in tasks.c if column.name not in _NEVER_SHOWN]
+_OPERATION_COLUMNS = [column for column in operations.c if column.name not in _NEVER_SHOWN]
 _RELEASE_KEYS = ("deployment_unit_id", "environment")
+# The release's own columns, named apart from its components' in the joined read.
+_RELEASE_VALUES = [column.name for column in releases.c if column.name not in _RELEASE_KEYS]
 _RELEASE_COLUMNS = [
     *(releases.c[name] for name in _RELEASE_KEYS),
-    *(
-        releases.c[name].label(f"release_{name}")
-        for name in (
-            "status",
-            "version",
-            "descriptor_operation_id",
-            "last_operation_id",
-            "created_at",
-            "updated_at",
-        )
-    ),
+    *(releases.c[name].label(f"release_{name}") for name in _RELEASE_VALUES),
 ]
-_TASK_COLUMNS = [column for column in tasks.c if column.name != "private_info"]
-_OPERATION_COLUMNS = [column for column in operations.c if column.name != "descriptor"]
 _COMPONENT_COLUMNS = [
-    column for column in components.c if column.name not in ("private_info", *_RELEASE_KEYS)
+    column for column in components.c if column.name not in (*_NEVER_SHOWN, *_RELEASE_KEYS)
 ]
+
+
+def release_rows(
+    columns: Sequence[Any], deployment_unit_id: str, environment: str, *, members_only: bool
+) -> Select[Any]:
+    """One statement (so one consistent snapshot, in one round trip) for a release and its
+    components: the release's columns repeated on each component's row, or alone when it has
+    none. ``members_only``: the components that make up the release (those of its last
+    deployed descriptor, and any still deployed from an earlier one)."""
+    joined = and_(
+        components.c.deployment_unit_id == releases.c.deployment_unit_id,
+        components.c.environment == releases.c.environment,
+    )
+    if members_only:
+        joined = and_(
+            joined,
+            or_(components.c.member, components.c.status != ComponentStatus.NOT_DEPLOYED),
+        )
+    return (
+        select(*columns)
+        .select_from(releases.outerjoin(components, joined))
+        .where(
+            releases.c.deployment_unit_id == deployment_unit_id,
+            releases.c.environment == environment,
+        )
+    )
 
 
 class Queries:
@@ -58,12 +70,12 @@ class Queries:
 
     async def operation(self, operation_id: str) -> OperationView | None:
         async with self._db.read() as conn:
-            row = (
+            rows = (
                 await conn.execute(
                     select(*_OPERATION_COLUMNS).where(operations.c.id == operation_id)
                 )
-            ).one_or_none()
-            if row is None:
+            ).all()
+            if not rows:
                 return None
             task_rows = (
                 await conn.execute(
@@ -72,14 +84,15 @@ class Queries:
                     .order_by(tasks.c.position)
                 )
             ).all()
-        return _operation_view(row, [_task_view(task) for task in task_rows])
+        (view,) = records(OperationView, rows, tasks=tuple(records(TaskState, task_rows)))
+        return view
 
     async def operations(
         self,
         *,
         deployment_unit_id: str | None,
         environment: str | None,
-        status: str | None,
+        status: OperationStatus | None,
         limit: int,
         cursor: str | None,
     ) -> Page[OperationView]:
@@ -95,7 +108,7 @@ class Queries:
             query = query.where(operations.c.id < _decode_cursor(cursor)[0])
         async with self._db.read() as conn:
             rows = (await conn.execute(query)).all()
-        items = [_operation_view(row, []) for row in rows[:limit]]
+        items = records(OperationView, rows[:limit])
         more = len(rows) > limit
         return Page(items, _encode_cursor(items[-1].id) if more else None)
 
@@ -109,58 +122,33 @@ class Queries:
                     .limit(limit)
                 )
             ).all()
-        return [
-            EventView(
-                id=row.id,
-                operation_id=row.operation_id,
-                component_id=row.component_id,
-                old_status=row.old_status,
-                new_status=row.new_status,
-                at=row.at,
-                detail=row.detail,
-            )
-            for row in rows
-        ]
+        return records(EventView, rows)
 
     async def release(self, deployment_unit_id: str, environment: str) -> ReleaseView | None:
-        # One statement, so one consistent snapshot in one round trip: the release row repeated
-        # on each of its members' rows (or alone, when it has none).
-        members = and_(
-            components.c.deployment_unit_id == releases.c.deployment_unit_id,
-            components.c.environment == releases.c.environment,
-            or_(components.c.member, components.c.status != ComponentStatus.NOT_DEPLOYED),
-        )
-        query = (
-            select(*_RELEASE_COLUMNS, *_COMPONENT_COLUMNS)
-            .select_from(releases.outerjoin(components, members))
-            .where(
-                releases.c.deployment_unit_id == deployment_unit_id,
-                releases.c.environment == environment,
-            )
-        )
+        columns = [*_RELEASE_COLUMNS, *_COMPONENT_COLUMNS]
+        query = release_rows(columns, deployment_unit_id, environment, members_only=True)
         async with self._db.read() as conn:
             rows = (await conn.execute(query)).all()
         if not rows:
             return None
-        row = rows[0]
-        views = [_component_view(item) for item in rows if item.component_id is not None]
+        views = records(ComponentView, [row for row in rows if row.component_id is not None])
         system = next((view for view in views if view.is_system), None)
+        release = rows[0]._mapping
         return ReleaseView(
-            deployment_unit_id=row.deployment_unit_id,
-            environment=row.environment,
-            status=row.release_status,
-            version=row.release_version,
+            **{name: release[name] for name in _RELEASE_KEYS},
+            **{name: release[f"release_{name}"] for name in _RELEASE_VALUES},
             public_info=system.public_info if system else None,
-            components=[view for view in views if not view.is_system],
-            last_operation_id=row.release_last_operation_id,
-            descriptor_operation_id=row.release_descriptor_operation_id,
-            created_at=row.release_created_at,
-            updated_at=row.release_updated_at,
+            components=tuple(view for view in views if not view.is_system),
         )
 
     async def releases(
-        self, *, environment: str | None, status: str | None, limit: int, cursor: str | None
-    ) -> Page[ReleaseSummary]:
+        self,
+        *,
+        environment: str | None,
+        status: ReleaseStatus | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[ReleaseView]:
         query = (
             select(releases)
             .order_by(releases.c.deployment_unit_id, releases.c.environment)
@@ -177,17 +165,7 @@ class Queries:
             )
         async with self._db.read() as conn:
             rows = (await conn.execute(query)).all()
-        items = [
-            ReleaseSummary(
-                deployment_unit_id=row.deployment_unit_id,
-                environment=row.environment,
-                status=row.status,
-                version=row.version,
-                last_operation_id=row.last_operation_id,
-                updated_at=row.updated_at,
-            )
-            for row in rows[:limit]
-        ]
+        items = records(ReleaseView, rows[:limit])
         more = len(rows) > limit
         last = items[-1] if items else None
         return Page(
@@ -204,65 +182,6 @@ class Queries:
                 )
             ).scalar_one_or_none()
         return None if text is None else await decode_document(text)
-
-
-def _operation_view(row: Row[Any], task_views: list[TaskView]) -> OperationView:
-    return OperationView(
-        id=row.id,
-        type=row.type,
-        deployment_unit_id=row.deployment_unit_id,
-        environment=row.environment,
-        version=row.version,
-        status=row.status,
-        remove_data=row.remove_data,
-        requested_components=row.requested_components,
-        retry_of=row.retry_of,
-        cancel_requested=row.cancel_requested,
-        error=row.error,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        tasks=task_views,
-    )
-
-
-def _task_view(row: Row[Any]) -> TaskView:
-    return TaskView(
-        component_id=row.component_id,
-        action=row.action,
-        status=row.status,
-        depends_on=list(row.depends_on or ()),
-        attempts=row.attempts,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        public_info=row.public_info,
-        logs=row.logs,
-        error=row.error,
-        is_system=row.is_system,
-        infrastructure_template_id=row.infrastructure_template_id,
-    )
-
-
-def _component_view(row: Row[Any]) -> ComponentView:
-    last = None
-    if row.last_operation_id and row.last_operation_type and row.last_task_status:
-        last = LastOperationView(
-            type=row.last_operation_type,
-            status=row.last_task_status,
-            operation_id=row.last_operation_id,
-            finished_at=row.last_finished_at,
-        )
-    return ComponentView(
-        component_id=row.component_id,
-        is_system=row.is_system,
-        status=row.status,
-        version=row.version,
-        infrastructure_template_id=row.infrastructure_template_id,
-        depends_on=list(row.depends_on or ()),
-        public_info=row.public_info,
-        last_operation=last,
-        updated_at=row.updated_at,
-    )
 
 
 def _encode_cursor(*parts: str) -> str:

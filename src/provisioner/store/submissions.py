@@ -1,167 +1,183 @@
 """Writing new operations, and cancel requests, atomically with the checks they depend on.
 
-A submission reads the release, plans against it and inserts the operation in one transaction
-(``BEGIN IMMEDIATE`` on SQLite; the release row locked on PostgreSQL), so the plan cannot go stale
-between the read and the write. A partial unique index allows one active operation per unit and
-environment; two replicas inserting at the same instant get one success and one 409.
+A submission is planned against the release as ``release_state`` read it, in one statement (one
+consistent snapshot), outside any transaction; ``submit`` then stores the operation only if the
+release has not changed since (no operation was submitted there in between), in a transaction
+that locks the release row on PostgreSQL (``BEGIN IMMEDIATE`` serialises writes on SQLite). A
+partial unique index allows one active operation per unit and environment; two replicas
+inserting at the same instant get one success and one 409.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from provisioner.domain.plan import Plan
+from provisioner.domain.plan import STEP_FIELDS, Plan
 from provisioner.domain.status import (
     ACTIVE_OPERATION_STATUSES,
-    ComponentStatus,
+    Interruption,
     OperationStatus,
-    OperationType,
     ReleaseStatus,
     TaskStatus,
+    operation_outcome,
 )
-from provisioner.engine.ports import ComponentState, Event
-from provisioner.errors import NotFoundError, OperationActiveError, OperationFinishedError
+from provisioner.engine.ports import ComponentState, Event, OperationHeader, TaskState
+from provisioner.errors import (
+    NotFoundError,
+    OperationActiveError,
+    OperationFinishedError,
+    ReleaseChangedError,
+)
 from provisioner.store.database import Database
 from provisioner.store.models import components, events, operations, releases, tasks
-from provisioner.store.operations import event_values, header_of, settle_release
-from provisioner.store.rows import component_state
-from provisioner.store.views import OperationView, TaskView
+from provisioner.store.operations import event_values, settle_release
+from provisioner.store.queries import release_rows
+from provisioner.store.records import field_names, record, records, values
+from provisioner.store.views import OperationView
+
+_HEADER_FIELDS = field_names(OperationHeader)
+_STEP_FIELDS = tuple(name for name in field_names(TaskState) if name in STEP_FIELDS)
+_COMPONENT_FIELDS = field_names(ComponentState)
 
 
 @dataclass(frozen=True, slots=True)
-class ComponentSeed:
-    """A component of a descriptor being deployed, for which the release needs a row."""
+class ReleaseState:
+    """A release as a submission plans against it: a value read at one instant.
 
-    component_id: str
-    is_system: bool
-    infrastructure_template_id: str | None
-    depends_on: tuple[str, ...]
-
-
-class ReleaseSnapshot:
-    """The release as a submission finds it, inside the submission's transaction.
-
-    Component states are read on first use: a full deploy plans without them.
+    ``last_operation_id`` changes with every submission, so it tells ``submit`` whether the
+    release is still as planned against.
     """
 
-    def __init__(
-        self, conn: Connection, deployment_unit_id: str, environment: str, release: Any
-    ) -> None:
-        self._conn = conn
-        self._key = (deployment_unit_id, environment)
-        self.exists = release is not None
-        self.version: str | None = release.version if release is not None else None
-
-    def ran_since(self, operation_id: str) -> bool:
-        """Whether an operation submitted after ``operation_id`` has run on this release."""
-        later = self._conn.execute(
-            select(operations.c.id)
-            .where(
-                operations.c.deployment_unit_id == self._key[0],
-                operations.c.environment == self._key[1],
-                operations.c.id > operation_id,
-                operations.c.started_at.is_not(None),
-            )
-            .limit(1)
-        ).first()
-        return later is not None
-
-    @cached_property
-    def components(self) -> dict[str, ComponentState]:
-        rows = self._conn.execute(
-            select(components).where(
-                components.c.deployment_unit_id == self._key[0],
-                components.c.environment == self._key[1],
-            )
-        ).all()
-        return {row.component_id: component_state(row) for row in rows}
+    deployment_unit_id: str
+    environment: str
+    version: str | None = None
+    last_operation_id: str | None = None
+    active_operation_id: str | None = None
+    last_started_operation_id: str | None = None
+    components: dict[str, ComponentState] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class NewOperation:
-    """An operation ready to be stored: its plan and, for deploys, the descriptor."""
+    """An operation ready to be stored: its plan and, for a deploy, its descriptor and the
+    component rows the release needs (created NOT_DEPLOYED where they do not exist yet)."""
 
-    id: str
-    type: OperationType
-    deployment_unit_id: str
-    environment: str
-    version: str | None
-    remove_data: bool
+    header: OperationHeader
     plan: Plan
-    created_at: datetime
     descriptor_json: str | None = None
-    requested_components: Sequence[str] | None = None
+    requested_components: tuple[str, ...] | None = None
     retry_of: str | None = None
-    seeds: Collection[ComponentSeed] = field(default_factory=tuple)
+    components: tuple[ComponentState, ...] = ()
 
-
-Planner = Callable[[ReleaseSnapshot], NewOperation]
+    def view(self) -> OperationView:
+        """The operation as it is stored: PENDING, every task WAITING."""
+        return OperationView(
+            **values(self.header, _HEADER_FIELDS),
+            status=OperationStatus.PENDING,
+            requested_components=self.requested_components,
+            retry_of=self.retry_of,
+            tasks=tuple(
+                TaskState(**values(step, _STEP_FIELDS), status=TaskStatus.WAITING)
+                for step in self.plan.steps
+            ),
+        )
 
 
 class Submissions:
-    """Creates operations and records cancel requests."""
+    """Reads releases to plan against, creates operations and records cancel requests."""
 
     def __init__(self, database: Database) -> None:
         self._db = database
 
+    async def release_state(self, deployment_unit_id: str, environment: str) -> ReleaseState:
+        """The release now (an empty one if nothing was ever submitted there)."""
+        ops = operations.c
+        of_release = (ops.deployment_unit_id == deployment_unit_id, ops.environment == environment)
+        active = (
+            select(ops.id)
+            .where(*of_release, ops.status.in_(ACTIVE_OPERATION_STATUSES))
+            .limit(1)
+            .scalar_subquery()
+        )
+        last_started = (
+            select(func.max(ops.id)).where(*of_release, ops.started_at.is_not(None))
+        ).scalar_subquery()
+        columns = [
+            releases.c.version.label("release_version"),
+            releases.c.last_operation_id.label("release_last_operation_id"),
+            active.label("active_operation_id"),
+            last_started.label("last_started_operation_id"),
+            *components.c,
+        ]
+        query = release_rows(columns, deployment_unit_id, environment, members_only=False)
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        if not rows:
+            return ReleaseState(deployment_unit_id, environment)
+        first = rows[0]
+        present = [row for row in rows if row.component_id is not None]
+        return ReleaseState(
+            deployment_unit_id,
+            environment,
+            version=first.release_version,
+            last_operation_id=first.release_last_operation_id,
+            active_operation_id=first.active_operation_id,
+            last_started_operation_id=first.last_started_operation_id,
+            components={state.component_id: state for state in records(ComponentState, present)},
+        )
+
     async def submit(
-        self, deployment_unit_id: str, environment: str, planner: Planner
-    ) -> NewOperation:
-        """Plan against the current release and store the operation; return it.
+        self, new: NewOperation, *, based_on: ReleaseState | None = None
+    ) -> OperationView:
+        """Store the operation; return it as stored.
 
-        Raises ``OperationActiveError`` if an operation is active there, and whatever the
-        planner raises (an invalid request, nothing to undeploy).
+        Raises ``OperationActiveError`` if an operation is active there, and
+        ``ReleaseChangedError`` if the release is no longer ``based_on`` (plan again).
         """
+        unit_id, environment = new.header.deployment_unit_id, new.header.environment
 
-        def work(conn: Connection) -> NewOperation:
-            release = _open_release(
-                conn, deployment_unit_id, environment, lock=not self._db.is_sqlite
-            )
-            _refuse_if_active(conn, deployment_unit_id, environment)
-            new = planner(ReleaseSnapshot(conn, deployment_unit_id, environment, release))
+        def work(conn: Connection) -> None:
+            current = _lock_release(conn, unit_id, environment, lock=not self._db.is_sqlite)
+            _refuse_if_active(conn, unit_id, environment)
+            if based_on is not None and current != based_on.last_operation_id:
+                raise ReleaseChangedError(
+                    f"the release of {unit_id!r} in {environment!r} changed while the request "
+                    "was planned"
+                )
             self._insert(conn, new)
-            return new
 
         for attempt in (1, 2):
             try:
-                return await self._db.transaction(work)
+                await self._db.transaction(work)
+                return new.view()
             except IntegrityError:
                 # Another replica inserted an active operation after our check: name it. If
-                # it has already ended, the way is clear: plan again, once.
+                # it has already ended, the way is clear: try once more.
                 await self._db.transaction(
-                    lambda conn: _refuse_if_active(conn, deployment_unit_id, environment)
+                    lambda conn: _refuse_if_active(conn, unit_id, environment)
                 )
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
     def _insert(self, conn: Connection, new: NewOperation) -> None:
-        now = new.created_at
+        header = new.header
+        now = header.created_at
         conn.execute(
             insert(operations).values(
-                id=new.id,
-                type=new.type,
-                deployment_unit_id=new.deployment_unit_id,
-                environment=new.environment,
-                version=new.version,
+                **values(header, _HEADER_FIELDS),
                 status=OperationStatus.PENDING,
-                remove_data=new.remove_data,
-                requested_components=list(new.requested_components)
-                if new.requested_components is not None
-                else None,
+                requested_components=new.requested_components,
                 retry_of=new.retry_of,
                 descriptor=new.descriptor_json,
                 cancel_requested=False,
                 fencing=0,
-                created_at=now,
                 updated_at=now,
             )
         )
@@ -169,25 +185,21 @@ class Submissions:
             insert(tasks),
             [
                 {
-                    "operation_id": new.id,
-                    "component_id": step.component_id,
+                    **values(step, _STEP_FIELDS),
+                    "operation_id": header.id,
                     "position": position,
-                    "action": step.action,
                     "status": TaskStatus.WAITING,
-                    "is_system": step.is_system,
-                    "infrastructure_template_id": step.infrastructure_template_id,
-                    "depends_on": list(step.depends_on),
                     "attempts": 0,
                 }
                 for position, step in enumerate(new.plan.steps)
             ],
         )
         self._upsert_release(conn, new)
-        if new.seeds:
+        if new.components:
             self._insert_components(conn, new)
         conn.execute(
             insert(events),
-            [event_values(new.id, Event(None, None, OperationStatus.PENDING, now))],
+            [event_values(header.id, Event(None, None, OperationStatus.PENDING, now))],
         )
 
     def _insert_for(self, table: Any) -> Any:
@@ -195,22 +207,22 @@ class Submissions:
         return dialect.insert(table)
 
     def _upsert_release(self, conn: Connection, new: NewOperation) -> None:
+        header = new.header
+        changes = {
+            "status": ReleaseStatus.IN_PROGRESS,
+            "last_operation_id": header.id,
+            "updated_at": header.created_at,
+        }
         statement = self._insert_for(releases).values(
-            deployment_unit_id=new.deployment_unit_id,
-            environment=new.environment,
-            status=ReleaseStatus.IN_PROGRESS,
-            last_operation_id=new.id,
-            created_at=new.created_at,
-            updated_at=new.created_at,
+            deployment_unit_id=header.deployment_unit_id,
+            environment=header.environment,
+            created_at=header.created_at,
+            **changes,
         )
         conn.execute(
             statement.on_conflict_do_update(
                 index_elements=[releases.c.deployment_unit_id, releases.c.environment],
-                set_={
-                    "status": ReleaseStatus.IN_PROGRESS,
-                    "last_operation_id": new.id,
-                    "updated_at": new.created_at,
-                },
+                set_=changes,
             )
         )
 
@@ -229,39 +241,34 @@ class Submissions:
             ),
             [
                 {
-                    "deployment_unit_id": new.deployment_unit_id,
-                    "environment": new.environment,
-                    "component_id": seed.component_id,
-                    "is_system": seed.is_system,
+                    **values(state, _COMPONENT_FIELDS),
+                    "deployment_unit_id": new.header.deployment_unit_id,
+                    "environment": new.header.environment,
                     "member": False,
-                    "status": ComponentStatus.NOT_DEPLOYED,
-                    "infrastructure_template_id": seed.infrastructure_template_id,
-                    "depends_on": list(seed.depends_on),
-                    "updated_at": new.created_at,
+                    "updated_at": new.header.created_at,
                 }
-                for seed in new.seeds
+                for state in new.components
             ],
         )
 
-    async def request_cancel(self, operation_id: str, *, now: datetime) -> str:
+    async def request_cancel(self, operation_id: str, *, now: datetime) -> OperationStatus:
         """Cancel a pending operation at once, or flag a running one for its owner.
 
         Returns the operation's status after the request. Raises ``NotFoundError`` or
         ``OperationFinishedError``.
         """
 
-        def work(conn: Connection) -> str:
+        def work(conn: Connection) -> OperationStatus:
             query = select(operations).where(operations.c.id == operation_id)
             if not self._db.is_sqlite:
                 query = query.with_for_update()
             row = conn.execute(query).one_or_none()
             if row is None:
                 raise NotFoundError(f"operation {operation_id} does not exist")
-            if row.status not in ACTIVE_OPERATION_STATUSES:
+            if not row.status.is_active:
                 raise OperationFinishedError(f"operation {operation_id} already ended {row.status}")
-            if row.status == OperationStatus.PENDING:
-                _cancel_pending(conn, row, now)
-                return OperationStatus.CANCELLED
+            if row.status is OperationStatus.PENDING:
+                return _cancel_pending(conn, record(OperationHeader, row), now)
             conn.execute(
                 update(operations)
                 .where(operations.c.id == operation_id)
@@ -272,16 +279,18 @@ class Submissions:
         return await self._db.transaction(work)
 
 
-def _open_release(
+def _lock_release(
     conn: Connection, deployment_unit_id: str, environment: str, *, lock: bool
-) -> Any:
-    """The release row (or None), locked until commit on PostgreSQL so that submissions for
-    one release are serialised (SQLite's BEGIN IMMEDIATE already serialises every write)."""
-    query = select(releases.c.version).where(
+) -> str | None:
+    """The release's last operation (None if there is no release yet), its row locked until
+    commit on PostgreSQL so that submissions for one release are serialised (SQLite's BEGIN
+    IMMEDIATE already serialises every write)."""
+    query = select(releases.c.last_operation_id).where(
         releases.c.deployment_unit_id == deployment_unit_id,
         releases.c.environment == environment,
     )
-    return conn.execute(query.with_for_update() if lock else query).first()
+    last: str | None = conn.execute(query.with_for_update() if lock else query).scalar()
+    return last
 
 
 def _refuse_if_active(conn: Connection, deployment_unit_id: str, environment: str) -> None:
@@ -296,72 +305,37 @@ def _refuse_if_active(conn: Connection, deployment_unit_id: str, environment: st
         raise OperationActiveError(deployment_unit_id, environment, active)
 
 
-def submitted_view(new: NewOperation) -> OperationView:
-    """The operation as it was just stored: PENDING, every task WAITING."""
-    return OperationView(
-        id=new.id,
-        type=new.type,
-        deployment_unit_id=new.deployment_unit_id,
-        environment=new.environment,
-        version=new.version,
-        status=OperationStatus.PENDING,
-        remove_data=new.remove_data,
-        requested_components=list(new.requested_components)
-        if new.requested_components is not None
-        else None,
-        retry_of=new.retry_of,
-        cancel_requested=False,
-        error=None,
-        created_at=new.created_at,
-        started_at=None,
-        finished_at=None,
-        tasks=[
-            TaskView(
-                component_id=step.component_id,
-                action=step.action,
-                status=TaskStatus.WAITING,
-                depends_on=list(step.depends_on),
-                attempts=0,
-                started_at=None,
-                finished_at=None,
-                public_info=None,
-                logs=None,
-                error=None,
-                is_system=step.is_system,
-                infrastructure_template_id=step.infrastructure_template_id,
-            )
-            for step in new.plan.steps
-        ],
-    )
-
-
-def _cancel_pending(conn: Connection, row: Any, now: datetime) -> None:
-    """Nothing of a pending operation has run: every task and the operation end CANCELLED."""
+def _cancel_pending(conn: Connection, header: OperationHeader, now: datetime) -> OperationStatus:
+    """Nothing of a pending operation has run: every task ends CANCELLED (no adapter was
+    called, so every component keeps its status) and so does the operation."""
+    interruption = Interruption.CANCEL
     task_ids = (
-        (conn.execute(select(tasks.c.component_id).where(tasks.c.operation_id == row.id)))
+        conn.execute(select(tasks.c.component_id).where(tasks.c.operation_id == header.id))
         .scalars()
         .all()
     )
+    outcome = operation_outcome([interruption.task_status], interruption=interruption)
     conn.execute(
         update(tasks)
-        .where(tasks.c.operation_id == row.id)
-        .values(status=TaskStatus.CANCELLED, finished_at=now)
+        .where(tasks.c.operation_id == header.id)
+        .values(status=interruption.task_status, finished_at=now)
     )
     conn.execute(
         update(operations)
-        .where(operations.c.id == row.id)
-        .values(status=OperationStatus.CANCELLED, finished_at=now, updated_at=now)
+        .where(operations.c.id == header.id)
+        .values(status=outcome, finished_at=now, updated_at=now)
     )
     conn.execute(
         insert(events),
         [
             *(
-                event_values(row.id, Event(cid, TaskStatus.WAITING, TaskStatus.CANCELLED, now))
+                event_values(
+                    header.id, Event(cid, TaskStatus.WAITING, interruption.task_status, now)
+                )
                 for cid in task_ids
             ),
-            event_values(
-                row.id, Event(None, OperationStatus.PENDING, OperationStatus.CANCELLED, now)
-            ),
+            event_values(header.id, Event(None, OperationStatus.PENDING, outcome, now)),
         ],
     )
-    settle_release(conn, header_of(row), OperationStatus.CANCELLED, now, ran=False)
+    settle_release(conn, header, outcome, now, ran=False)
+    return outcome

@@ -1,103 +1,87 @@
-"""Read models: what the API and the CLI show of operations and releases."""
+"""Read models: what the API and the CLI show of operations, releases and their history.
+
+They extend the engine's records (an operation's header, its tasks' and components' states), so
+a column is declared once, by the record that carries it. Views are read without the columns
+that are never shown (``privateInfo``, adapter tokens, stored descriptors): those fields keep
+their empty defaults.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
+
+from provisioner.domain.status import OperationStatus, OperationType, ReleaseStatus, TaskStatus
+from provisioner.engine.ports import JSON, ComponentState, Event, OperationHeader, TaskState
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class TaskView:
-    component_id: str
-    action: str
-    status: str
-    depends_on: list[str]
-    attempts: int
-    started_at: datetime | None
-    finished_at: datetime | None
-    public_info: dict[str, Any] | None
-    logs: list[dict[str, Any]] | None
-    error: dict[str, Any] | None
-    is_system: bool
-    infrastructure_template_id: str | None
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperationView(OperationHeader):
+    """An operation; ``tasks`` only when one operation is read."""
+
+    status: OperationStatus
+    requested_components: tuple[str, ...] | None = None
+    retry_of: str | None = None
+    cancel_requested: bool = False
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    tasks: tuple[TaskState, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class OperationView:
-    id: str
-    type: str
-    deployment_unit_id: str
-    environment: str
-    version: str | None
-    status: str
-    remove_data: bool
-    requested_components: list[str] | None
-    retry_of: str | None
-    cancel_requested: bool
-    error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    tasks: list[TaskView]
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventView(Event):
+    """One line of an operation's audit trail, with its sequence number."""
 
-
-@dataclass(frozen=True, slots=True)
-class EventView:
     id: int
     operation_id: str
-    component_id: str | None
-    old_status: str | None
-    new_status: str
-    at: datetime
-    detail: dict[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)
-class LastOperationView:
-    type: str
-    status: str
+class LastOperation:
+    """The last operation that touched a component, and how its task ended."""
+
+    type: OperationType
+    status: TaskStatus
     operation_id: str
     finished_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class ComponentView:
-    component_id: str
-    is_system: bool
-    status: str
-    version: str | None
-    infrastructure_template_id: str | None
-    depends_on: list[str]
-    public_info: dict[str, Any] | None
-    last_operation: LastOperationView | None
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ComponentView(ComponentState):
+    """A component of a release."""
+
     updated_at: datetime
 
+    @property
+    def last_operation(self) -> LastOperation | None:
+        if self.last_operation_id and self.last_operation_type and self.last_task_status:
+            return LastOperation(
+                type=self.last_operation_type,
+                status=self.last_task_status,
+                operation_id=self.last_operation_id,
+                finished_at=self.last_finished_at,
+            )
+        return None
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReleaseView:
+    """A deployment unit in one environment; ``components`` only when one release is read."""
+
     deployment_unit_id: str
     environment: str
-    status: str
+    status: ReleaseStatus
     version: str | None
-    public_info: dict[str, Any] | None
-    components: list[ComponentView]
-    last_operation_id: str | None
     descriptor_operation_id: str | None
+    last_operation_id: str | None
     created_at: datetime
     updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ReleaseSummary:
-    deployment_unit_id: str
-    environment: str
-    status: str
-    version: str | None
-    last_operation_id: str | None
-    updated_at: datetime
+    public_info: JSON | None = None
+    components: tuple[ComponentView, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,38 @@
+"""The request-scoped dependencies of the routes, declared once as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from provisioner.api.schemas import ProblemOut
+from provisioner.service import AdapterCalls, Commands, Reads, Services
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _commands(request: Request) -> Commands:
+    return _services(request).commands
+
+
+def _reads(request: Request) -> Reads:
+    return _services(request).reads
+
+
+def _adapter_calls(request: Request) -> AdapterCalls:
+    return _services(request).adapter_calls
+
+
+CommandsDep = Annotated[Commands, Depends(_commands)]
+ReadsDep = Annotated[Reads, Depends(_reads)]
+AdapterCallsDep = Annotated[AdapterCalls, Depends(_adapter_calls)]
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for error answers: registered with the problem model so that its
+    schema is published; ``problem_documents`` moves them to application/problem+json."""
+    return {code: {"model": ProblemOut} for code in codes}

@@ -1,0 +1,12 @@
+"""The REST API's routes, one module per area."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from provisioner.api.routes import adapters, operations, releases
+
+router = APIRouter()
+router.include_router(operations.router)
+router.include_router(releases.router)
+router.include_router(adapters.router)

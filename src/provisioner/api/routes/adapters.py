@@ -1,0 +1,90 @@
+"""Calls passed through to a Tech Adapter: validation, access control, reverse provisioning."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from provisioner.api.body import read_deploy_input
+from provisioner.api.deps import AdapterCallsDep, problems
+from provisioner.api.routes.operations import DESCRIPTOR_BODY
+from provisioner.api.schemas import (
+    AclRequest,
+    ProvisioningResultOut,
+    PublicInfo,
+    ReverseProvisioningOut,
+    ReverseProvisioningRequest,
+    ValidationOut,
+)
+
+router = APIRouter(prefix="/v1")
+
+
+@router.post(
+    "/deployment-units/{deployment_unit_id}/environments/{environment}/components/{component_id}/acl",
+    response_model=ProvisioningResultOut,
+    responses=problems(404, 409, 422, 502),
+    summary="Update a deployed component's access control through its Tech Adapter",
+)
+async def update_acl(
+    deployment_unit_id: str,
+    environment: str,
+    component_id: str,
+    body: AclRequest,
+    adapter_calls: AdapterCallsDep,
+) -> ProvisioningResultOut:
+    result = await adapter_calls.update_acl(
+        deployment_unit_id, environment, component_id, body.refs
+    )
+    return ProvisioningResultOut(
+        status="COMPLETED" if result.succeeded else "FAILED",
+        info=PublicInfo(public_info=result.public_info),
+        logs=result.logs,
+        error=result.error,
+    )
+
+
+@router.post(
+    "/validations",
+    response_model=ValidationOut,
+    responses=problems(400, 413, 415, 422),
+    openapi_extra=DESCRIPTOR_BODY,
+    summary="Validate a descriptor with every component's Tech Adapter (nothing is deployed)",
+)
+async def validate(
+    request: Request,
+    adapter_calls: AdapterCallsDep,
+    environment: Annotated[str | None, Query(min_length=1)] = None,
+) -> ValidationOut:
+    given = await read_deploy_input(request, environment=environment)
+    results = await adapter_calls.validate(given.document, environment=given.environment)
+    return ValidationOut.model_validate(
+        {"valid": all(item.valid for item in results), "components": results}
+    )
+
+
+@router.post(
+    "/reverse-provisioning",
+    response_model=ReverseProvisioningOut,
+    responses=problems(422, 502),
+    summary="Run a reverse provisioning through a Tech Adapter",
+)
+async def reverse_provision(
+    body: ReverseProvisioningRequest, adapter_calls: AdapterCallsDep
+) -> ReverseProvisioningOut:
+    outcome = await adapter_calls.reverse_provision(
+        infrastructure_template_id=body.infrastructure_template_id,
+        environment=body.environment,
+        body={
+            "useCaseTemplateId": body.use_case_template_id,
+            "environment": body.environment,
+            "params": body.params or {},
+            "catalogInfo": body.catalog_info or {},
+        },
+    )
+    return ReverseProvisioningOut(
+        status="COMPLETED" if outcome.succeeded else "FAILED",
+        updates=outcome.updates,
+        logs=outcome.logs,
+    )

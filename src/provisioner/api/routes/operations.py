@@ -1,0 +1,156 @@
+"""Deploy and undeploy requests, and the operations they create: read, list, cancel, retry."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from provisioner.api.body import read_deploy_input
+from provisioner.api.deps import CommandsDep, ReadsDep, problems
+from provisioner.api.schemas import EventList, OperationOut, OperationPage, UndeployRequest
+from provisioner.domain.status import OperationStatus
+from provisioner.store.views import OperationView
+
+router = APIRouter(prefix="/v1")
+
+DESCRIPTOR_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["descriptor"],
+                    "properties": {
+                        "descriptor": {
+                            "description": "the deployment unit descriptor: YAML text or an object",
+                            "oneOf": [{"type": "string"}, {"type": "object"}],
+                        },
+                        "environment": {
+                            "type": "string",
+                            "description": "defaults to the descriptor's environment",
+                        },
+                        "components": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "deploy only these components",
+                        },
+                    },
+                    "additionalProperties": False,
+                }
+            },
+            "application/yaml": {"schema": {"type": "string", "description": "the descriptor"}},
+        },
+    }
+}
+
+
+def _accepted(response: Response, view: OperationView) -> OperationOut:
+    response.headers["Location"] = f"/v1/operations/{view.id}"
+    return OperationOut.model_validate(view)
+
+
+@router.post(
+    "/deployments",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=OperationOut,
+    responses=problems(400, 409, 413, 415, 422, 503),
+    openapi_extra=DESCRIPTOR_BODY,
+    summary="Deploy a deployment unit (or some of its components)",
+)
+async def deploy(
+    request: Request,
+    response: Response,
+    commands: CommandsDep,
+    environment: Annotated[str | None, Query(min_length=1)] = None,
+) -> OperationOut:
+    given = await read_deploy_input(request, environment=environment)
+    view = await commands.deploy(
+        given.document,
+        environment=given.environment,
+        components=given.components,
+        document_size=given.size,
+    )
+    return _accepted(response, view)
+
+
+@router.post(
+    "/undeployments",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=OperationOut,
+    responses=problems(400, 404, 409, 413, 422, 503),
+    summary="Undeploy a deployment unit (or some of its components)",
+)
+async def undeploy(
+    body: UndeployRequest, response: Response, commands: CommandsDep
+) -> OperationOut:
+    view = await commands.undeploy(
+        body.deployment_unit_id,
+        environment=body.environment,
+        remove_data=body.remove_data,
+        components=body.components,
+    )
+    return _accepted(response, view)
+
+
+@router.get("/operations/{operation_id}", response_model=OperationOut, responses=problems(404))
+async def get_operation(operation_id: str, reads: ReadsDep) -> OperationOut:
+    return OperationOut.model_validate(await reads.operation(operation_id))
+
+
+@router.get("/operations", response_model=OperationPage, responses=problems(400, 422))
+async def list_operations(
+    reads: ReadsDep,
+    deployment_unit_id: Annotated[str | None, Query(alias="deploymentUnitId")] = None,
+    environment: str | None = None,
+    status_: Annotated[OperationStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> OperationPage:
+    """Newest first. Tasks are not included; fetch one operation for its tasks."""
+    page = await reads.operations(
+        deployment_unit_id=deployment_unit_id,
+        environment=environment,
+        status=status_,
+        limit=limit,
+        cursor=cursor,
+    )
+    return OperationPage.model_validate(page)
+
+
+@router.get("/operations/{operation_id}/events", response_model=EventList, responses=problems(404))
+async def list_events(
+    operation_id: str,
+    reads: ReadsDep,
+    after: Annotated[
+        int, Query(ge=0, le=2**63 - 1, description="only events with a greater id")
+    ] = 0,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+) -> EventList:
+    """The operation's status transitions, in the order they happened."""
+    events = await reads.events(operation_id, after=after, limit=limit)
+    return EventList.model_validate({"items": events})
+
+
+@router.post(
+    "/operations/{operation_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=OperationOut,
+    responses=problems(404, 409),
+)
+async def cancel_operation(operation_id: str, commands: CommandsDep) -> OperationOut:
+    return OperationOut.model_validate(await commands.cancel(operation_id))
+
+
+@router.post(
+    "/operations/{operation_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=OperationOut,
+    responses=problems(404, 409, 422),
+)
+async def retry_operation(
+    operation_id: str, response: Response, commands: CommandsDep
+) -> OperationOut:
+    """Run again, as a new operation, the tasks that did not succeed."""
+    return _accepted(response, await commands.retry(operation_id))

@@ -1,0 +1,127 @@
+"""Calls made to a Tech Adapter on a user's behalf and answered at once: validate a descriptor,
+update a deployed component's access control, reverse provisioning. Nothing is stored."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from provisioner.adapters.client import (
+    ReverseProvisioningOutcome,
+    TechAdapterClient,
+    ValidationOutcome,
+)
+from provisioner.domain.rendering import DescriptorTexts, WireText
+from provisioner.domain.status import ComponentStatus, TaskAction
+from provisioner.engine.ports import (
+    AdapterDirectory,
+    AdapterEndpoint,
+    AdapterRequest,
+    DescriptorKind,
+    ProvisioningResult,
+)
+from provisioner.errors import AdapterError, ConflictError, InvalidRequestError, Problem
+from provisioner.service.commands import read_unit, unregistered
+from provisioner.service.reads import Reads
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentValidation:
+    component_id: str
+    valid: bool
+    errors: list[str]
+
+
+class AdapterCalls:
+    """Pass-through calls to the adapter registered for a template in an environment."""
+
+    def __init__(
+        self, *, directory: AdapterDirectory, adapters: TechAdapterClient, reads: Reads
+    ) -> None:
+        self._directory = directory
+        self._adapters = adapters
+        self._reads = reads
+
+    async def validate(
+        self, document: object, *, environment: str | None
+    ) -> list[ComponentValidation]:
+        """Ask every component's Tech Adapter to validate the descriptor, all at once."""
+        unit, env = read_unit(document, environment, self._directory)
+        texts = DescriptorTexts(unit.document)
+        checks: list[tuple[str, AdapterEndpoint, AdapterRequest]] = []
+        if unit.infrastructure_template_id:
+            endpoint = self._resolve(unit.infrastructure_template_id, env)
+            checks.append((unit.id, endpoint, _request(texts.unit, "DATAPRODUCT_DESCRIPTOR")))
+        for component in unit.components:
+            endpoint = self._resolve(component.infrastructure_template_id, env)
+            text = texts.component(component.id)
+            checks.append((component.id, endpoint, _request(text, "COMPONENT_DESCRIPTOR")))
+
+        async def check(
+            cid: str, endpoint: AdapterEndpoint, request: AdapterRequest
+        ) -> ComponentValidation:
+            try:
+                async with endpoint.time_limit(awaiting="answer"):
+                    outcome = await self._adapters.validate(endpoint, request)
+            except AdapterError as exc:
+                outcome = ValidationOutcome(False, [exc.message])
+            return ComponentValidation(cid, outcome.valid, outcome.errors)
+
+        return list(await asyncio.gather(*(check(*item) for item in checks)))
+
+    async def update_acl(
+        self, deployment_unit_id: str, environment: str, component_id: str, refs: list[str]
+    ) -> ProvisioningResult:
+        """Grant ``refs`` access to a deployed component through its Tech Adapter."""
+        release = await self._reads.release(deployment_unit_id, environment)
+        component = await self._reads.component(deployment_unit_id, environment, component_id)
+        last = component.last_operation
+        if component.status is not ComponentStatus.DEPLOYED or last is None:
+            raise ConflictError(f"component {component_id!r} is {component.status}, not DEPLOYED")
+        document = (
+            await self._reads.document(release.descriptor_operation_id)
+            if release.descriptor_operation_id
+            else None
+        )
+        if document is None or component.infrastructure_template_id is None:
+            raise ConflictError(f"the descriptor of {component_id!r} is not available")
+        endpoint = self._resolve(component.infrastructure_template_id, environment)
+        text = DescriptorTexts(document).component(component_id)
+        request = json.dumps(
+            {"descriptorKind": "COMPONENT_DESCRIPTOR", "descriptor": text.text, "removeData": False}
+        )
+        async with endpoint.time_limit(awaiting="answer"):
+            return await self._adapters.update_acl(
+                endpoint,
+                refs=refs,
+                request=request,
+                result=f"provisioned by operation {last.operation_id}",
+            )
+
+    async def reverse_provision(
+        self, *, infrastructure_template_id: str, environment: str, body: dict[str, Any]
+    ) -> ReverseProvisioningOutcome:
+        endpoint = self._resolve(infrastructure_template_id, environment)
+        async with endpoint.time_limit(awaiting="answer"):
+            return await self._adapters.reverse_provision(endpoint, body)
+
+    def _resolve(self, template_id: str, environment: str) -> AdapterEndpoint:
+        endpoint = self._directory.resolve(template_id, environment)
+        if endpoint is None:
+            raise InvalidRequestError(
+                "no Tech Adapter",
+                [Problem("infrastructureTemplateId", unregistered(template_id, environment))],
+            )
+        return endpoint
+
+
+def _request(text: WireText, kind: DescriptorKind) -> AdapterRequest:
+    return AdapterRequest(
+        action=TaskAction.PROVISION,
+        descriptor_kind=kind,
+        descriptor=text,
+        latest_enriched_descriptor=None,
+        remove_data=False,
+    )

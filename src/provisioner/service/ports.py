@@ -1,0 +1,76 @@
+"""What the service needs from the store and the engine, declared as interfaces, so that its
+use cases are tested with in-memory fakes (``tests/unit/test_service.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from provisioner.domain.status import OperationStatus, ReleaseStatus
+from provisioner.store.submissions import NewOperation, ReleaseState
+from provisioner.store.views import EventView, OperationView, Page, ReleaseView
+
+
+class SubmissionStore(Protocol):
+    """Where operations are submitted (``store.submissions.Submissions``)."""
+
+    async def release_state(self, deployment_unit_id: str, environment: str) -> ReleaseState:
+        """The release now, as one consistent value."""
+        ...
+
+    async def submit(
+        self, new: NewOperation, *, based_on: ReleaseState | None = None
+    ) -> OperationView:
+        """Store ``new`` unless an operation is active there (``OperationActiveError``) or the
+        release moved on from ``based_on`` (``ReleaseChangedError``)."""
+        ...
+
+    async def request_cancel(self, operation_id: str, *, now: datetime) -> OperationStatus:
+        """Cancel a pending operation, or flag a running one; its status afterwards."""
+        ...
+
+
+class ReadStore(Protocol):
+    """What is shown of operations and releases (``store.queries.Queries``)."""
+
+    async def operation(self, operation_id: str) -> OperationView | None: ...
+
+    async def operations(
+        self,
+        *,
+        deployment_unit_id: str | None,
+        environment: str | None,
+        status: OperationStatus | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[OperationView]: ...
+
+    async def events(self, operation_id: str, *, after: int, limit: int) -> list[EventView]: ...
+
+    async def release(self, deployment_unit_id: str, environment: str) -> ReleaseView | None: ...
+
+    async def releases(
+        self,
+        *,
+        environment: str | None,
+        status: ReleaseStatus | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[ReleaseView]: ...
+
+    async def document(self, operation_id: str) -> Mapping[str, Any] | None:
+        """The unit descriptor an operation deployed."""
+        ...
+
+
+class WorkerHandle(Protocol):
+    """This replica's engine (``engine.worker.Worker``)."""
+
+    def wake(self) -> None:
+        """Work was submitted: look for it now."""
+        ...
+
+    def cancel(self, operation_id: str) -> bool:
+        """Cut the operation if this replica runs it."""
+        ...
