@@ -65,7 +65,12 @@ def _adapter_routes(adapter: MockTechAdapter) -> list[BaseRoute]:
         _poll("/v1/provision/{token}/status", adapter.status, calls),
         _post("/v1/validate", CallAction.VALIDATE, adapter.validate, calls),
         _post("/v2/validate", CallAction.VALIDATE, adapter.validate_async, calls),
-        _poll("/v2/validate/{token}/status", adapter.validation_status, calls),
+        _poll(
+            "/v2/validate/{token}/status",
+            adapter.validation_status,
+            calls,
+            CallAction.VALIDATE_STATUS,
+        ),
         _post("/v1/updateacl", CallAction.UPDATEACL, adapter.update_acl, calls),
         _post(
             "/v1/reverse-provisioning",
@@ -88,9 +93,11 @@ def _post(path: str, action: CallAction, handler: Handler[bytes], calls: CallLog
     return Route(path, endpoint, methods=["POST"])
 
 
-def _poll(path: str, handler: Handler[str], calls: CallLog) -> Route:
+def _poll(
+    path: str, handler: Handler[str], calls: CallLog, action: CallAction = CallAction.STATUS
+) -> Route:
     async def endpoint(request: Request) -> Response:
-        call = calls.open(CallAction.STATUS)
+        call = calls.open(action)
         call.token = token = request.path_params["token"]
         return _send(await _answer(handler, token, call), call)
 
@@ -145,12 +152,27 @@ def _control_routes(adapter: MockTechAdapter) -> list[BaseRoute]:
         if request.method == "DELETE":
             adapter.calls.clear()
             return Response(status_code=204)
+        wanted = request.query_params
         return _response(
-            answers.json_answer(adapter.calls.to_json(request.query_params.get("action")))
+            answers.json_answer(
+                adapter.calls.to_json(wanted.get("action"), wanted.get("componentId"))
+            )
         )
 
     async def components(request: Request) -> Response:
         return _response(answers.json_answer(adapter.components.to_json()))
+
+    async def received(request: Request) -> Response:
+        component_id = request.path_params["component_id"]
+        record = adapter.components.find(component_id)
+        if record is None:
+            problem = f"componentId: the mock never received a request about {component_id!r}"
+            return _response(
+                answers.json_answer({"errors": [problem], "userMessage": "Unknown component"}, 404)
+            )
+        return _response(
+            answers.json_answer({"componentId": component_id, "received": list(record.received)})
+        )
 
     async def requests(request: Request) -> Response:
         wanted = request.query_params.get("componentId")
@@ -166,6 +188,7 @@ def _control_routes(adapter: MockTechAdapter) -> list[BaseRoute]:
     return [
         Route("/mock/calls", calls, methods=["GET", "DELETE"]),
         Route("/mock/components", components, methods=["GET"]),
+        Route("/mock/components/{component_id:path}/received", received, methods=["GET"]),
         Route("/mock/requests", requests, methods=["GET"]),
         Route("/mock/forget-tokens", forget_tokens, methods=["POST"]),
         Route("/mock/health", health, methods=["GET"]),
