@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
+import hmac
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -1057,6 +1059,137 @@ async def test_info_that_json_cannot_write_as_is_is_sent_as_text(
     assert response.status_code == 200
     public_info = response.json()["info"]["publicInfo"]
     assert (public_info["since"], public_info["2024-01-31"]) == ("2024-01-31", "key")
+
+
+# --- the Market Plane receiver ---------------------------------------------------------------
+
+SECRET = "s3cret"
+EVENT = {"type": "release.deployed", "deploymentUnitId": DP_ID, "environment": "development"}
+
+
+def signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
+    """The headers of a delivery signed as provisioner signs it."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"content-type": "application/json", "X-Provisioner-Signature": f"sha256={digest}"}
+
+
+@pytest.fixture
+async def market() -> AsyncIterator[httpx.AsyncClient]:
+    """A mock whose Market Plane checks signatures with SECRET."""
+    async with mock_client(create_mock_app(marketplace_secret=SECRET)) as client:
+        yield client
+
+
+async def test_marketplace_records_signed_events_with_their_headers(
+    market: httpx.AsyncClient,
+) -> None:
+    """A correctly signed delivery is accepted (2xx) and recorded with its body and headers."""
+    body = json.dumps(EVENT).encode()
+
+    response = await market.post("/mock/marketplace/events", content=body, headers=signed(body))
+
+    assert response.status_code == 202
+    [event] = (await market.get("/mock/marketplace/events")).json()["events"]
+    assert event["body"] == EVENT
+    assert event["signature"] == "valid"
+    assert event["headers"]["x-provisioner-signature"] == signed(body)["X-Provisioner-Signature"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "verdict"),
+    [
+        (signed(b"another body"), "wrong"),
+        (signed(json.dumps(EVENT).encode(), "other secret"), "wrong"),
+        ({"X-Provisioner-Signature": "md5=abc"}, "malformed"),
+        ({b"X-Provisioner-Signature": "sha256=\u00e9t\u00e9".encode("latin-1")}, "wrong"),
+        ({}, "missing"),
+    ],
+    ids=["other-body", "other-secret", "malformed", "not-ascii", "missing"],
+)
+async def test_marketplace_refuses_a_bad_signature(
+    market: httpx.AsyncClient, headers: dict[str, str] | dict[bytes, bytes], verdict: str
+) -> None:
+    """With a secret, a missing, malformed or wrong signature answers 401 and is only
+    recorded as rejected."""
+    response = await market.post(
+        "/mock/marketplace/events", content=json.dumps(EVENT).encode(), headers=headers
+    )
+
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    seen = (await market.get("/mock/marketplace/events")).json()
+    assert seen["events"] == []
+    assert [(r["httpStatus"], r["signature"]) for r in seen["rejected"]] == [(401, verdict)]
+
+
+async def test_marketplace_without_a_secret_records_unchecked_events(
+    client: httpx.AsyncClient,
+) -> None:
+    """Without a secret any JSON delivery is accepted, its signature left unchecked."""
+    response = await client.post("/mock/marketplace/events", json=EVENT)
+
+    assert response.status_code == 202
+    [event] = (await client.get("/mock/marketplace/events")).json()["events"]
+    assert (event["body"], event["signature"]) == (EVENT, "unchecked")
+
+
+async def test_marketplace_refuses_a_body_that_is_not_json(market: httpx.AsyncClient) -> None:
+    """A signed delivery whose body is not JSON answers 400."""
+    body = b"<event/>"
+
+    response = await market.post("/mock/marketplace/events", content=body, headers=signed(body))
+
+    assert response.status_code == 400
+
+
+async def test_marketplace_fails_the_next_deliveries_when_asked(
+    market: httpx.AsyncClient,
+) -> None:
+    """After fail {count: 2, status: 503} the next two deliveries answer 503 and are not
+    recorded as events; the third is accepted."""
+    body = json.dumps(EVENT).encode()
+    armed = await market.post("/mock/marketplace/fail", json={"count": 2, "status": 503})
+    assert armed.json() == {"count": 2, "status": 503}
+
+    statuses = [
+        (
+            await market.post("/mock/marketplace/events", content=body, headers=signed(body))
+        ).status_code
+        for _ in range(3)
+    ]
+
+    assert statuses == [503, 503, 202]
+    seen = (await market.get("/mock/marketplace/events")).json()
+    assert [e["body"] for e in seen["events"]] == [EVENT]
+    assert [r["httpStatus"] for r in seen["rejected"]] == [503, 503]
+    assert seen["failuresLeft"] == 0
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"count": -1}, {"count": 1, "status": 200}, {"count": True}, [1]]
+)
+async def test_marketplace_fail_with_nonsense_is_a_bad_request(
+    market: httpx.AsyncClient, body: object
+) -> None:
+    """The failure control needs a count >= 0 and an error status from 400 to 599."""
+    response = await market.post("/mock/marketplace/fail", json=body)
+
+    assert response.status_code == 400
+    assert response.json()["errors"]
+
+
+async def test_clearing_marketplace_events(market: httpx.AsyncClient) -> None:
+    """DELETE /mock/marketplace/events forgets accepted and rejected deliveries."""
+    body = json.dumps(EVENT).encode()
+    await market.post("/mock/marketplace/events", content=body, headers=signed(body))
+    await market.post("/mock/marketplace/events", content=body, headers=signed(b"{}"))
+    before = (await market.get("/mock/marketplace/events")).json()
+    assert (len(before["events"]), len(before["rejected"])) == (1, 1)
+
+    assert (await market.delete("/mock/marketplace/events")).status_code == 204
+
+    seen = (await market.get("/mock/marketplace/events")).json()
+    assert (seen["events"], seen["rejected"]) == ([], [])
 
 
 # --- control API -----------------------------------------------------------------------------

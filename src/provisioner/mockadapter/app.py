@@ -22,6 +22,7 @@ from provisioner.mockadapter.adapter import MockTechAdapter
 from provisioner.mockadapter.answers import Answer
 from provisioner.mockadapter.behaviour import Mode, ServerDefaults
 from provisioner.mockadapter.errors import InvalidRequestError
+from provisioner.mockadapter.marketplace import MarketplaceReceiver
 from provisioner.mockadapter.state import CallAction, CallLog, CallRecord
 
 _log = structlog.get_logger(__name__)
@@ -34,17 +35,28 @@ def create_mock_app(
     default_latency_ms: float = 0.0,
     default_mode: str = "sync",
     clock: Callable[[], float] = time.monotonic,
+    marketplace_secret: str | None = None,
 ) -> Starlette:
-    """Build the mock Tech Adapter.
+    """Build the mock Tech Adapter, with a mock Market Plane at `/mock/marketplace/events`.
 
-    `clock` (monotonic seconds) times async operations; tests pass a fake one. The adapter itself
-    is `app.state.adapter`, for in-process callers that want to look inside without HTTP.
+    `clock` (monotonic seconds) times async operations; tests pass a fake one. With a
+    `marketplace_secret`, Market Plane deliveries must carry its HMAC signature. The adapter
+    itself is `app.state.adapter` and the receiver `app.state.marketplace`, for in-process
+    callers that want to look inside without HTTP.
     """
     adapter = MockTechAdapter(
         defaults=_server_defaults(default_latency_ms, default_mode), clock=clock
     )
-    app = Starlette(routes=[*_adapter_routes(adapter), *_control_routes(adapter)])
+    marketplace = MarketplaceReceiver(secret=marketplace_secret)
+    app = Starlette(
+        routes=[
+            *_adapter_routes(adapter),
+            *_control_routes(adapter),
+            *_marketplace_routes(marketplace),
+        ]
+    )
     app.state.adapter = adapter
+    app.state.marketplace = marketplace
     return app
 
 
@@ -192,4 +204,27 @@ def _control_routes(adapter: MockTechAdapter) -> list[BaseRoute]:
         Route("/mock/requests", requests, methods=["GET"]),
         Route("/mock/forget-tokens", forget_tokens, methods=["POST"]),
         Route("/mock/health", health, methods=["GET"]),
+    ]
+
+
+def _marketplace_routes(marketplace: MarketplaceReceiver) -> list[BaseRoute]:
+    """The mock Market Plane: a webhook receiver and its controls."""
+
+    async def events(request: Request) -> Response:
+        if request.method == "POST":
+            return _response(marketplace.receive(await request.body(), request.headers))
+        if request.method == "DELETE":
+            marketplace.clear()
+            return Response(status_code=204)
+        return _response(answers.json_answer(marketplace.to_json()))
+
+    async def fail(request: Request) -> Response:
+        try:
+            return _response(marketplace.fail(await request.body()))
+        except InvalidRequestError as exc:
+            return _response(answers.request_validation_error(exc.problems, exc.user_message))
+
+    return [
+        Route("/mock/marketplace/events", events, methods=["GET", "POST", "DELETE"]),
+        Route("/mock/marketplace/fail", fail, methods=["POST"]),
     ]
