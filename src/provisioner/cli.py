@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--port", type=int, default=8093)
     mock.add_argument("--latency-ms", type=float, default=0.0, help="default operation latency")
     mock.add_argument("--mode", choices=["sync", "async"], default="sync")
+    mock.add_argument(
+        "--marketplace-secret", help="check the HMAC signature of Market Plane deliveries"
+    )
     mock.set_defaults(run=_mock_adapter)
 
     demo = commands.add_parser(
@@ -183,7 +186,11 @@ def _mock_adapter(args: argparse.Namespace) -> int:
 
     print(f"mock Tech Adapter on http://{args.host}:{args.port}", file=sys.stderr)
     run_mock_adapter(
-        host=args.host, port=args.port, default_latency_ms=args.latency_ms, default_mode=args.mode
+        host=args.host,
+        port=args.port,
+        default_latency_ms=args.latency_ms,
+        default_mode=args.mode,
+        marketplace_secret=args.marketplace_secret,
     )
     return EXIT_OK
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import hashlib
+import hmac
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -169,7 +172,9 @@ async def test_sync_provision_records_component_as_provisioned(client: httpx.Asy
         "provisionCount": 1,
         "unprovisionCount": 0,
         "lastRemoveData": None,
+        "validateCount": 0,
         "aclRefs": [],
+        "aclResult": None,
     }
 
 
@@ -488,7 +493,16 @@ async def test_malformed_provisioning_request_is_a_bad_request(
         ({"neverFinish": "yes"}, "specific.mock.neverFinish"),
         ({"neverFinish": True, "mode": "sync"}, "needs mode async"),
         ({"garbage": 1}, "specific.mock.garbage"),
-        ({"invalid": ["why"]}, "specific.mock.invalid"),
+        ({"invalid": ["why", 3]}, "specific.mock.invalid"),
+        ({"invalid": {"why": "not"}}, "specific.mock.invalid"),
+        ({"publicInfo": "shown"}, "specific.mock.publicInfo: must be a mapping"),
+        ({"privateInfo": ["secret"]}, "specific.mock.privateInfo: must be a mapping"),
+        ({"validationLatencyMs": -1}, "specific.mock.validationLatencyMs"),
+        ({"validationFail": 404}, "specific.mock.validationFail"),
+        ({"validationPolls": "two"}, "specific.mock.validationPolls"),
+        ({"validationStatus": "DONE"}, "specific.mock.validationStatus"),
+        ({"aclFail": "yes"}, "specific.mock.aclFail"),
+        ({"aclMode": "later"}, "specific.mock.aclMode"),
         ({"latencyMS": 5}, "specific.mock.latencyMS: unknown knob"),
     ],
 )
@@ -577,48 +591,339 @@ async def test_validate_v2_unknown_token_is_a_bad_request(client: httpx.AsyncCli
     assert_request_validation_error(response, "unknown")
 
 
+async def test_validate_answers_every_reason_of_an_invalid_list(
+    client: httpx.AsyncClient,
+) -> None:
+    """`invalid` may list several reasons; both validate endpoints report them all."""
+    body = request_for(invalid=["no owner", "no schema"])
+
+    v1 = await client.post("/v1/validate", json=body)
+    token = (await client.post("/v2/validate", json=body)).json()
+    v2 = await client.get(f"/v2/validate/{token}/status")
+
+    expected = {"valid": False, "error": {"errors": ["no owner", "no schema"]}}
+    assert v1.json() == expected
+    assert v2.json()["info"]["publicInfo"] == expected
+
+
+async def test_validate_v1_takes_its_validation_latency(client: httpx.AsyncClient) -> None:
+    """/v1/validate answers only after validationLatencyMs; latencyMs is for provisions."""
+    await client.post("/v1/validate", json=request_for(validationLatencyMs=30))
+    await client.post("/v1/validate", json=request_for(OTHER_ID, latencyMs=60_000))
+
+    slow, fast = (await calls(client, "validate"))["calls"]
+    assert slow["answeredAt"] - slow["receivedAt"] >= 0.025
+    assert fast["answeredAt"] - fast["receivedAt"] < 30
+
+
+@pytest.mark.parametrize("path", ["/v1/validate", "/v2/validate"])
+async def test_validation_fail_makes_the_validate_call_error(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    """validationFail 400 or 500 makes the validate POST itself answer that error."""
+    rejected = await client.post(path, json=request_for(validationFail=400))
+    broken = await client.post(path, json=request_for(validationFail="500"))
+
+    assert_request_validation_error(rejected, "validationFail")
+    assert broken.status_code == 500
+    assert set(broken.json()) == {"error", "userMessage", "moreInfo"}
+
+
+async def test_validate_v2_is_running_for_validation_polls(client: httpx.AsyncClient) -> None:
+    """validationPolls makes /v2/validate's status RUNNING that many times before the result."""
+    token = (await client.post("/v2/validate", json=request_for(validationPolls=2))).json()
+
+    answers = [(await client.get(f"/v2/validate/{token}/status")).json() for _ in range(3)]
+
+    assert answers[:2] == [{"status": "RUNNING"}] * 2
+    assert answers[2] == {"status": "COMPLETED", "info": {"publicInfo": {"valid": True}}}
+
+
+async def test_validate_v2_is_running_until_validation_latency_passed(
+    client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """With validationLatencyMs, /v2/validate's status stays RUNNING until that time passed."""
+    token = (await client.post("/v2/validate", json=request_for(validationLatencyMs=2_000))).json()
+    status_path = f"/v2/validate/{token}/status"
+    assert (await client.get(status_path)).json()["status"] == "RUNNING"
+
+    clock.advance(2.0)
+
+    assert (await client.get(status_path)).json()["status"] == "COMPLETED"
+
+
+async def test_validate_v2_failed_status(client: httpx.AsyncClient) -> None:
+    """validationStatus FAILED makes the final /v2/validate status FAILED, without a result."""
+    token = (await client.post("/v2/validate", json=request_for(validationStatus="FAILED"))).json()
+
+    status = await client.get(f"/v2/validate/{token}/status")
+
+    assert status.status_code == 200
+    assert status.json() == {"status": "FAILED"}
+
+
+async def test_validate_calls_are_counted_per_component(client: httpx.AsyncClient) -> None:
+    """Each validate POST counts for its component, in /mock/components and the call log;
+    /v2 status polls are logged as validate-status, apart from provision status polls."""
+    await client.post("/v1/validate", json=request_for())
+    token = (await client.post("/v2/validate", json=request_for())).json()
+    await client.get(f"/v2/validate/{token}/status")
+    await client.post("/v1/validate", json=request_for(OTHER_ID))
+
+    record = (await components(client))[CID]
+    assert (record["validateCount"], record["provisionCount"]) == (2, 0)
+    response = await client.get("/mock/calls", params={"componentId": CID})
+    assert [c["action"] for c in response.json()["calls"]] == [
+        "validate",
+        "validate",
+        "validate-status",
+    ]
+    assert (await calls(client, "status"))["calls"] == []
+    assert (await calls(client, "provision"))["calls"] == []
+
+
+# --- Witboost's request collection -----------------------------------------------------------
+
+# Shaped like the provision sample of Witboost's Tech Adapter request collection: a
+# DATAPRODUCT_DESCRIPTOR whose YAML is a COMPONENT_DESCRIPTOR body, written by hand (two-space
+# indents, `dependsOn: [ ]`, no final line end), and no `specific.mock`.
+WITBOOST_COMPONENT = "urn:dmb:cmp:finance:ledger:1:s3-landing"
+WITBOOST_DESCRIPTOR = (
+    "dataProduct:\n"
+    "  name: Ledger\n"
+    "  environment: dev\n"
+    "  dataProductOwner: group:finance\n"
+    "  domain: finance\n"
+    "  kind: dataproduct\n"
+    "  version: 1.0.0\n"
+    "  billing: {}\n"
+    "  tags: []\n"
+    "  id: urn:dmb:dp:finance:ledger:1\n"
+    "  specific: {}\n"
+    "  components:\n"
+    f"    - id: {WITBOOST_COMPONENT}\n"
+    "      name: Ledger S3 landing\n"
+    "      kind: storage\n"
+    "      owners:\n"
+    "        - group:finance\n"
+    "      infrastructureTemplateId: urn:dmb:itm:aws-s3:1.0.0\n"
+    "      dependsOn: [ ]\n"
+    "      tags: [ ]\n"
+    "      specific:\n"
+    "        bucket: ledger-landing\n"
+    "        tables:\n"
+    "          - tableName: entries\n"
+    "            schema:\n"
+    "            - name: id\n"
+    "              dataType: TEXT\n"
+    f"componentIdToProvision: {WITBOOST_COMPONENT}"
+)
+
+
+def witboost_sample(descriptor: str = WITBOOST_DESCRIPTOR) -> dict[str, Any]:
+    """A body shaped like the collection's provision, unprovision and validate samples."""
+    return {
+        "descriptor": descriptor,
+        "descriptorKind": "DATAPRODUCT_DESCRIPTOR",
+        "removeData": False,
+    }
+
+
+async def test_witboost_collection_samples_are_served(client: httpx.AsyncClient) -> None:
+    """The collection's provision, unprovision and updateacl samples (a DATAPRODUCT_DESCRIPTOR
+    that is component-shaped; updateacl with the descriptor and an empty result) are served as
+    that component; its validate sample ("Hi") is answered invalid, not refused."""
+    provisioned = await provision(client, witboost_sample())
+    assert provisioned.status_code == 200, provisioned.text
+    assert provisioned.json()["status"] == "COMPLETED"
+    assert (await components(client))[WITBOOST_COMPONENT]["provisioned"] is True
+
+    acl = {
+        "refs": ["jane.doe_example.com"],
+        "provisionInfo": {"request": WITBOOST_DESCRIPTOR, "result": ""},
+    }
+    granted = await client.post("/v1/updateacl", json=acl)
+    assert granted.json()["status"] == "COMPLETED"
+
+    unprovisioned = await provision(client, witboost_sample(), "unprovision")
+    assert unprovisioned.json()["status"] == "COMPLETED"
+    record = (await components(client))[WITBOOST_COMPONENT]
+    assert (record["provisioned"], record["aclRefs"], record["aclResult"]) == (
+        False,
+        ["jane.doe_example.com"],
+        "",
+    )
+    assert (await client.post("/v1/validate", json=witboost_sample("Hi"))).json()["valid"] is False
+    token = (await client.post("/v2/validate", json=witboost_sample("Hi"))).json()
+    status = (await client.get(f"/v2/validate/{token}/status")).json()
+    assert status["info"]["publicInfo"]["valid"] is False
+    logged = (await calls(client, "provision"))["calls"]
+    assert [(c["componentId"], c["descriptorKind"]) for c in logged] == [
+        (WITBOOST_COMPONENT, "DATAPRODUCT_DESCRIPTOR")
+    ]
+
+
+async def test_component_shaped_dataproduct_descriptor_steers_by_the_component(
+    client: httpx.AsyncClient,
+) -> None:
+    """A component-shaped DATAPRODUCT_DESCRIPTOR takes the component's knobs, not the DP's."""
+    body = {**request_for(mode="async", polls=0), "descriptorKind": "DATAPRODUCT_DESCRIPTOR"}
+
+    response = await provision(client, body)
+
+    assert response.status_code == 202
+    assert await poll_status(client, response.json()) == "COMPLETED"
+    assert set(await components(client)) == {CID}
+
+
 # --- updateacl and reverse provisioning ------------------------------------------------------
 
 
-async def test_updateacl_records_the_refs_of_the_component(client: httpx.AsyncClient) -> None:
-    """updateacl answers COMPLETED listing the refs and records them for the component."""
+def acl_body(
+    refs: list[str],
+    *,
+    descriptor: str | None = None,
+    result: str = '{"status":"COMPLETED"}',
+) -> dict[str, Any]:
+    """An UpdateAclRequest as real adapters read it: provisionInfo.request is the descriptor."""
+    if descriptor is None:
+        descriptor = request_for()["descriptor"]
+    return {"refs": refs, "provisionInfo": {"request": descriptor, "result": result}}
+
+
+async def test_updateacl_records_the_refs_and_parsed_result_of_the_component(
+    client: httpx.AsyncClient,
+) -> None:
+    """updateacl reads provisionInfo.request as the COMPONENT_DESCRIPTOR YAML and the result as
+    the JSON ProvisioningStatus, answers COMPLETED and records both for the component."""
     refs = ["user:alice", "group:dev"]
-    provision_info = {"request": json.dumps(request_for()), "result": "ok"}
+    last_status = {
+        "status": "COMPLETED",
+        "info": {"publicInfo": {"table": "sales"}, "privateInfo": {"password": "p"}},
+    }
 
     response = await client.post(
-        "/v1/updateacl", json={"refs": refs, "provisionInfo": provision_info}
+        "/v1/updateacl", json=acl_body(refs, result=json.dumps(last_status))
     )
 
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "COMPLETED"
     assert body["info"]["publicInfo"]["grantedRefs"]["value"] == "user:alice, group:dev"
-    assert (await components(client))[CID]["aclRefs"] == refs
+    record = (await components(client))[CID]
+    assert record["aclRefs"] == refs
+    assert record["aclResult"] == last_status
+    [call] = (await calls(client, "updateacl"))["calls"]
+    assert (call["componentId"], call["descriptorKind"]) == (CID, "COMPONENT_DESCRIPTOR")
 
 
-async def test_updateacl_with_an_unreadable_request_records_under_null(
+async def test_updateacl_keeps_a_result_that_is_not_json_as_text(
     client: httpx.AsyncClient,
 ) -> None:
-    """When provisionInfo.request cannot be read, the refs are recorded under null."""
-    body = {"refs": ["user:bob"], "provisionInfo": {"request": "not json", "result": ""}}
+    """A result that is not JSON (Witboost's samples send "") is recorded as the text sent."""
+    await client.post("/v1/updateacl", json=acl_body(["user:bob"], result="provisioned"))
+
+    assert (await components(client))[CID]["aclResult"] == "provisioned"
+
+
+async def test_updateacl_refuses_a_json_provisioning_request_as_request(
+    client: httpx.AsyncClient,
+) -> None:
+    """The old shape, the JSON ProvisioningRequest instead of its descriptor, answers 400
+    saying so, as a real adapter fails on it; nothing is recorded."""
+    body = acl_body(["user:bob"], descriptor=json.dumps(request_for()))
+
+    response = await client.post("/v1/updateacl", json=body)
+
+    assert_request_validation_error(response, "provisionInfo.request: is a ProvisioningRequest")
+    assert "COMPONENT_DESCRIPTOR YAML itself" in response.json()["errors"][0]
+    assert await components(client) == {}
+
+
+@pytest.mark.parametrize(
+    ("descriptor", "problem"),
+    [
+        ("not yaml: [", "provisionInfo.request: descriptor: not valid YAML"),
+        ("just text", "provisionInfo.request: descriptor: must be a YAML mapping"),
+        ("componentIdToProvision: x\n", "provisionInfo.request: dataProduct: is required"),
+        (f"dataProduct: {{}}\ncomponentIdToProvision: {CID}\n", "no component with id"),
+    ],
+)
+async def test_updateacl_refuses_a_request_that_is_not_a_component_descriptor(
+    client: httpx.AsyncClient, descriptor: str, problem: str
+) -> None:
+    """provisionInfo.request must be YAML with a dataProduct holding the component."""
+    response = await client.post("/v1/updateacl", json=acl_body(["u"], descriptor=descriptor))
+
+    assert_request_validation_error(response, problem)
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"refs": ["user:bob"]}, "provisionInfo: is required"),
+        ({"provisionInfo": {"request": "", "result": ""}}, "refs: is required"),
+        ({"refs": "bob", "provisionInfo": {"request": "", "result": ""}}, "refs: is required"),
+        ({"refs": [], "provisionInfo": {"result": ""}}, "provisionInfo.request: is required"),
+        ({"refs": [], "provisionInfo": {"request": "", "result": {}}}, "provisionInfo.result"),
+    ],
+)
+async def test_updateacl_without_refs_or_provision_info_is_a_bad_request(
+    client: httpx.AsyncClient, body: dict[str, Any], problem: str
+) -> None:
+    """updateacl needs a list of refs and a provisionInfo {request, result} of strings."""
+    assert_request_validation_error(await client.post("/v1/updateacl", json=body), problem)
+
+
+async def test_updateacl_fails_when_the_component_asks(client: httpx.AsyncClient) -> None:
+    """With aclFail the answer is 200 FAILED with an ERROR log; the refs sent are recorded."""
+    body = acl_body(["user:eve"], descriptor=request_for(aclFail=True)["descriptor"])
 
     response = await client.post("/v1/updateacl", json=body)
 
     assert response.status_code == 200
-    assert (await components(client))["null"]["aclRefs"] == ["user:bob"]
+    assert response.json()["status"] == "FAILED"
+    assert [log["level"] for log in response.json()["logs"]] == ["ERROR"]
+    assert (await components(client))[CID]["aclRefs"] == ["user:eve"]
 
 
-@pytest.mark.parametrize(
-    "body",
-    [{"refs": ["user:bob"]}, {"provisionInfo": {"request": "", "result": ""}}, {"refs": "bob"}],
-)
-async def test_updateacl_without_refs_or_provision_info_is_a_bad_request(
-    client: httpx.AsyncClient, body: dict[str, Any]
+async def test_async_updateacl_is_polled_at_the_provision_status_path(
+    client: httpx.AsyncClient,
 ) -> None:
-    """updateacl needs a list of refs and a provisionInfo object."""
-    response = await client.post("/v1/updateacl", json=body)
+    """With aclMode async, updateacl answers 202 + token, polled at /v1/provision/{token}/status
+    (the spec's only provisioning status), RUNNING `polls` times, then the final answer."""
+    descriptor = request_for(aclMode="async", polls=2)["descriptor"]
 
-    assert response.status_code == 400
+    response = await client.post("/v1/updateacl", json=acl_body(["user:al"], descriptor=descriptor))
+
+    assert response.status_code == 202
+    token = response.json()
+    assert [await poll_status(client, token) for _ in range(4)] == [
+        "RUNNING",
+        "RUNNING",
+        "COMPLETED",
+        "COMPLETED",
+    ]
+    statuses = (await calls(client, "status"))["calls"]
+    assert {(c["componentId"], c["token"]) for c in statuses} == {(CID, token)}
+
+
+async def test_async_updateacl_failure_is_the_final_status(client: httpx.AsyncClient) -> None:
+    """aclMode async with aclFail reports FAILED as the final status."""
+    descriptor = request_for(aclMode="async", polls=0, aclFail=True)["descriptor"]
+
+    token = (await client.post("/v1/updateacl", json=acl_body([], descriptor=descriptor))).json()
+
+    assert await poll_status(client, token) == "FAILED"
+
+
+async def test_forget_tokens_forgets_updateacl_tokens(client: httpx.AsyncClient) -> None:
+    """An async updateacl token is forgotten like any other."""
+    descriptor = request_for(aclMode="async")["descriptor"]
+    token = (await client.post("/v1/updateacl", json=acl_body([], descriptor=descriptor))).json()
+
+    assert (await client.post("/mock/forget-tokens")).json() == {"forgotten": 1}
+    assert_request_validation_error(await poll(client, token), "unknown")
 
 
 async def test_reverse_provisioning_echoes_params_as_updates(client: httpx.AsyncClient) -> None:
@@ -658,6 +963,233 @@ async def test_reverse_provisioning_status_of_unknown_token_is_a_bad_request(
     response = await client.get("/v1/reverse-provisioning/abc/status")
 
     assert_request_validation_error(response, "unknown")
+
+
+# --- what dependencies carried, and the info answered ----------------------------------------
+
+STORAGE_INFO = {
+    "publicInfo": {"bucket": {"type": "string", "label": "Bucket", "value": "landing"}},
+    "privateInfo": {"accessKey": "storage-key"},
+}
+
+
+def port_request(**mock: Any) -> dict[str, Any]:
+    """A provision of the output port OTHER_ID, which depends on the storage CID (with info)
+    and on a component the descriptor does not list."""
+    storage = {**component(CID), "info": STORAGE_INFO}
+    port = {**component(OTHER_ID, **mock), "dependsOn": [CID, "urn:dmb:cmp:elsewhere:0:x"]}
+    descriptor = component_descriptor(data_product(storage, port), OTHER_ID)
+    return {"descriptorKind": "COMPONENT_DESCRIPTOR", "descriptor": descriptor}
+
+
+async def test_requests_record_the_info_each_dependency_carried(
+    client: httpx.AsyncClient,
+) -> None:
+    """Each provision request records, per id in the target's dependsOn, the `info` that
+    dependency carried in dataProduct.components (null when it carried none or is not listed)."""
+    await provision(client, port_request())
+
+    response = await client.get("/mock/requests", params={"componentId": OTHER_ID})
+
+    [entry] = response.json()["requests"]
+    assert entry["dependencyInfo"] == {CID: STORAGE_INFO, "urn:dmb:cmp:elsewhere:0:x": None}
+    assert entry["seq"] == (await calls(client, "provision"))["calls"][0]["seq"]
+
+
+async def test_each_component_keeps_what_it_received(client: httpx.AsyncClient) -> None:
+    """GET /mock/components/{id}/received lists the component's provision and unprovision
+    requests with what their dependencies carried; a component without dependencies gets {}."""
+    await provision(client, port_request())
+    await provision(client, port_request(), "unprovision")
+    await provision(client, request_for())
+
+    port = (await client.get(f"/mock/components/{OTHER_ID}/received")).json()
+    storage = (await client.get(f"/mock/components/{CID}/received")).json()
+
+    assert port["componentId"] == OTHER_ID
+    assert [(r["action"], r["dependencyInfo"][CID]) for r in port["received"]] == [
+        ("provision", STORAGE_INFO),
+        ("unprovision", STORAGE_INFO),
+    ]
+    assert [r["dependencyInfo"] for r in storage["received"]] == [{}]
+
+
+async def test_received_of_an_unknown_component_is_not_found(client: httpx.AsyncClient) -> None:
+    """Asking what a component the mock never heard of received answers 404."""
+    response = await client.get("/mock/components/urn:dmb:cmp:nobody:0:x/received")
+
+    assert response.status_code == 404
+    assert "never received" in response.json()["errors"][0]
+
+
+async def test_provision_answer_carries_the_component_s_public_and_private_info(
+    client: httpx.AsyncClient,
+) -> None:
+    """specific.mock.publicInfo/privateInfo are merged over the mock's own info of a COMPLETED
+    provision (sync and async alike); an unprovision answer keeps the mock's own."""
+    knobs: dict[str, Any] = {
+        "publicInfo": {"table": "sales"},
+        "privateInfo": {"password": "hunter2"},
+    }
+
+    sync = (await provision(client, request_for(**knobs))).json()
+    token = (await provision(client, request_for(OTHER_ID, mode="async", polls=0, **knobs))).json()
+    later = (await poll(client, token)).json()
+    removed = (await provision(client, request_for(**knobs), "unprovision")).json()
+
+    for answer, component_id in ((sync, CID), (later, OTHER_ID)):
+        assert answer["info"]["publicInfo"]["table"] == "sales"
+        assert answer["info"]["publicInfo"]["componentId"]["value"] == component_id
+        assert answer["info"]["privateInfo"] == {
+            "mockSecret": f"secret-{component_id}",
+            "password": "hunter2",
+        }
+    assert "table" not in removed["info"]["publicInfo"]
+    assert removed["info"]["privateInfo"] == {"mockSecret": f"secret-{CID}"}
+
+
+async def test_info_that_json_cannot_write_as_is_is_sent_as_text(
+    client: httpx.AsyncClient,
+) -> None:
+    """A YAML date, as a value or a key, in publicInfo is answered as a string, not a 500."""
+    since = datetime.date(2024, 1, 31)
+
+    response = await provision(client, request_for(publicInfo={"since": since, since: "key"}))
+
+    assert response.status_code == 200
+    public_info = response.json()["info"]["publicInfo"]
+    assert (public_info["since"], public_info["2024-01-31"]) == ("2024-01-31", "key")
+
+
+# --- the Market Plane receiver ---------------------------------------------------------------
+
+SECRET = "s3cret"
+EVENT = {"type": "release.deployed", "deploymentUnitId": DP_ID, "environment": "development"}
+
+
+def signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
+    """The headers of a delivery signed as provisioner signs it."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"content-type": "application/json", "X-Provisioner-Signature": f"sha256={digest}"}
+
+
+@pytest.fixture
+async def market() -> AsyncIterator[httpx.AsyncClient]:
+    """A mock whose Market Plane checks signatures with SECRET."""
+    async with mock_client(create_mock_app(marketplace_secret=SECRET)) as client:
+        yield client
+
+
+async def test_marketplace_records_signed_events_with_their_headers(
+    market: httpx.AsyncClient,
+) -> None:
+    """A correctly signed delivery is accepted (2xx) and recorded with its body and headers."""
+    body = json.dumps(EVENT).encode()
+
+    response = await market.post("/mock/marketplace/events", content=body, headers=signed(body))
+
+    assert response.status_code == 202
+    [event] = (await market.get("/mock/marketplace/events")).json()["events"]
+    assert event["body"] == EVENT
+    assert event["signature"] == "valid"
+    assert event["headers"]["x-provisioner-signature"] == signed(body)["X-Provisioner-Signature"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "verdict"),
+    [
+        (signed(b"another body"), "wrong"),
+        (signed(json.dumps(EVENT).encode(), "other secret"), "wrong"),
+        ({"X-Provisioner-Signature": "md5=abc"}, "malformed"),
+        ({b"X-Provisioner-Signature": "sha256=\u00e9t\u00e9".encode("latin-1")}, "wrong"),
+        ({}, "missing"),
+    ],
+    ids=["other-body", "other-secret", "malformed", "not-ascii", "missing"],
+)
+async def test_marketplace_refuses_a_bad_signature(
+    market: httpx.AsyncClient, headers: dict[str, str] | dict[bytes, bytes], verdict: str
+) -> None:
+    """With a secret, a missing, malformed or wrong signature answers 401 and is only
+    recorded as rejected."""
+    response = await market.post(
+        "/mock/marketplace/events", content=json.dumps(EVENT).encode(), headers=headers
+    )
+
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    seen = (await market.get("/mock/marketplace/events")).json()
+    assert seen["events"] == []
+    assert [(r["httpStatus"], r["signature"]) for r in seen["rejected"]] == [(401, verdict)]
+
+
+async def test_marketplace_without_a_secret_records_unchecked_events(
+    client: httpx.AsyncClient,
+) -> None:
+    """Without a secret any JSON delivery is accepted, its signature left unchecked."""
+    response = await client.post("/mock/marketplace/events", json=EVENT)
+
+    assert response.status_code == 202
+    [event] = (await client.get("/mock/marketplace/events")).json()["events"]
+    assert (event["body"], event["signature"]) == (EVENT, "unchecked")
+
+
+async def test_marketplace_refuses_a_body_that_is_not_json(market: httpx.AsyncClient) -> None:
+    """A signed delivery whose body is not JSON answers 400."""
+    body = b"<event/>"
+
+    response = await market.post("/mock/marketplace/events", content=body, headers=signed(body))
+
+    assert response.status_code == 400
+
+
+async def test_marketplace_fails_the_next_deliveries_when_asked(
+    market: httpx.AsyncClient,
+) -> None:
+    """After fail {count: 2, status: 503} the next two deliveries answer 503 and are not
+    recorded as events; the third is accepted."""
+    body = json.dumps(EVENT).encode()
+    armed = await market.post("/mock/marketplace/fail", json={"count": 2, "status": 503})
+    assert armed.json() == {"count": 2, "status": 503}
+
+    statuses = [
+        (
+            await market.post("/mock/marketplace/events", content=body, headers=signed(body))
+        ).status_code
+        for _ in range(3)
+    ]
+
+    assert statuses == [503, 503, 202]
+    seen = (await market.get("/mock/marketplace/events")).json()
+    assert [e["body"] for e in seen["events"]] == [EVENT]
+    assert [r["httpStatus"] for r in seen["rejected"]] == [503, 503]
+    assert seen["failuresLeft"] == 0
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"count": -1}, {"count": 1, "status": 200}, {"count": True}, [1]]
+)
+async def test_marketplace_fail_with_nonsense_is_a_bad_request(
+    market: httpx.AsyncClient, body: object
+) -> None:
+    """The failure control needs a count >= 0 and an error status from 400 to 599."""
+    response = await market.post("/mock/marketplace/fail", json=body)
+
+    assert response.status_code == 400
+    assert response.json()["errors"]
+
+
+async def test_clearing_marketplace_events(market: httpx.AsyncClient) -> None:
+    """DELETE /mock/marketplace/events forgets accepted and rejected deliveries."""
+    body = json.dumps(EVENT).encode()
+    await market.post("/mock/marketplace/events", content=body, headers=signed(body))
+    await market.post("/mock/marketplace/events", content=body, headers=signed(b"{}"))
+    before = (await market.get("/mock/marketplace/events")).json()
+    assert (len(before["events"]), len(before["rejected"])) == (1, 1)
+
+    assert (await market.delete("/mock/marketplace/events")).status_code == 204
+
+    seen = (await market.get("/mock/marketplace/events")).json()
+    assert (seen["events"], seen["rejected"]) == ([], [])
 
 
 # --- control API -----------------------------------------------------------------------------

@@ -18,9 +18,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8093)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="default operation latency")
     parser.add_argument("--mode", choices=["sync", "async"], default="sync", help="default mode")
+    parser.add_argument(
+        "--marketplace-secret", help="check the HMAC signature of Market Plane deliveries"
+    )
     args = parser.parse_args(argv)
     run_mock_adapter(
-        host=args.host, port=args.port, default_latency_ms=args.latency_ms, default_mode=args.mode
+        host=args.host,
+        port=args.port,
+        default_latency_ms=args.latency_ms,
+        default_mode=args.mode,
+        marketplace_secret=args.marketplace_secret,
     )
     return 0
 

@@ -19,13 +19,20 @@ from provisioner.mockadapter import answers
 from provisioner.mockadapter.answers import Answer
 from provisioner.mockadapter.behaviour import (
     Action,
+    CallFailure,
     FailHow,
+    MockBehaviour,
     Mode,
     ServerDefaults,
-    TokenFormat,
+    ValidationOutcome,
     parse_behaviour,
 )
-from provisioner.mockadapter.descriptors import DescriptorReader, Target
+from provisioner.mockadapter.descriptors import (
+    DescriptorKind,
+    DescriptorReader,
+    Target,
+    unreadable_acl_request,
+)
 from provisioner.mockadapter.errors import InvalidRequestError
 from provisioner.mockadapter.payloads import (
     parse_provisioning_request,
@@ -34,6 +41,7 @@ from provisioner.mockadapter.payloads import (
     parse_validation_request,
 )
 from provisioner.mockadapter.state import (
+    AclJob,
     CallLog,
     CallRecord,
     ComponentBook,
@@ -59,6 +67,7 @@ class MockTechAdapter:
         self._clock = clock
         self._operations: dict[str, Operation] = {}
         self._validations: dict[str, ValidationJob] = {}
+        self._acl_jobs: dict[str, AclJob] = {}
         # The last provision/unprovision requests in full, for tests that check what was sent.
         # Bounded: descriptors of large units are megabytes each.
         self.requests: deque[dict[str, Any]] = deque(maxlen=32)
@@ -78,16 +87,19 @@ class MockTechAdapter:
         call.component_id = target.component_id
         self.requests.append(
             {
+                "seq": call.seq,
                 "action": action.value,
                 "componentId": target.component_id,
                 "descriptorKind": request.kind.value,
                 "removeData": request.remove_data,
                 "descriptor": request.descriptor,
                 "latestEnrichedDescriptor": request.latest_enriched_descriptor,
+                "dependencyInfo": target.dependency_info,
             }
         )
-        behaviour = parse_behaviour(target.component, self.defaults)
         record = self.components.get(target.component_id)
+        record.receive(call.seq, action, target.dependency_info)
+        behaviour = parse_behaviour(target.component, self.defaults)
         if record.take_transient_error(action, behaviour.transient_errors):
             message = f"{action} of {target.component_id}: transient failure, retry"
             return answers.system_error(message, status_code=503)
@@ -119,10 +131,10 @@ class MockTechAdapter:
             self.calls.operation_ended()
 
     async def status(self, token: str, call: CallRecord) -> Answer:
-        """GET /v1/provision/{token}/status, for provision and unprovision tokens alike."""
+        """GET /v1/provision/{token}/status, for provision, unprovision and updateacl tokens."""
         operation = self._operations.get(token)
         if operation is None:
-            raise _unknown_token(token)
+            return self._acl_status(token, call)
         call.component_id, call.descriptor_kind = operation.component_id, operation.descriptor_kind
         call.remove_data = operation.remove_data
         if operation.poll_errors_answered < operation.behaviour.poll_errors:
@@ -154,7 +166,15 @@ class MockTechAdapter:
             return _failure(operation)
         record = self.components.get(operation.component_id)
         record.record_success(operation.action, remove_data=operation.remove_data)
-        answer = answers.completed(operation.action, operation.component_id)
+        if operation.action is Action.PROVISION:
+            answer = answers.completed(
+                operation.action,
+                operation.component_id,
+                public_info=behaviour.public_info,
+                private_info=behaviour.private_info,
+            )
+        else:
+            answer = answers.completed(operation.action, operation.component_id)
         if behaviour.content_type is not None:
             answer = replace(answer, media_type=behaviour.content_type)
         if behaviour.reset:
@@ -162,57 +182,100 @@ class MockTechAdapter:
         return answer
 
     async def validate(self, body: bytes, call: CallRecord) -> Answer:
-        """POST /v1/validate."""
-        result, _ = self._validation(body, call)
+        """POST /v1/validate, taking `validationLatencyMs`."""
+        result, behaviour = self._validation(body, call)
+        if behaviour.validation_latency_ms > 0:
+            await asyncio.sleep(behaviour.validation_latency_ms / 1000)
+        if behaviour.validation_fail is not None:
+            return _validation_failure(behaviour.validation_fail, call.component_id)
         return answers.json_answer(result)
 
     async def validate_async(self, body: bytes, call: CallRecord) -> Answer:
-        """POST /v2/validate: the result is ready at once, behind a token."""
-        result, token_format = self._validation(body, call)
-        final = answers.json_answer({"status": "COMPLETED", "info": {"publicInfo": result}})
+        """POST /v2/validate: the result is known at once, handed out behind a token when due."""
+        result, behaviour = self._validation(body, call)
+        if behaviour.validation_fail is not None:
+            return _validation_failure(behaviour.validation_fail, call.component_id)
+        if behaviour.validation_status is ValidationOutcome.FAILED:
+            final = answers.validation_status(ValidationOutcome.FAILED)
+        else:
+            final = answers.validation_status(ValidationOutcome.COMPLETED, result)
         call.token = token = uuid4().hex
-        self._validations[token] = ValidationJob(call.component_id, call.descriptor_kind, final)
-        return answers.token_answer(token, token_format)
+        self._validations[token] = ValidationJob(
+            call.component_id,
+            call.descriptor_kind,
+            final,
+            polls=behaviour.validation_polls,
+            latency_ms=behaviour.validation_latency_ms,
+            started_at=self._clock(),
+        )
+        return answers.token_answer(token, behaviour.token_format)
 
     async def validation_status(self, token: str, call: CallRecord) -> Answer:
-        """GET /v2/validate/{token}/status."""
+        """GET /v2/validate/{token}/status: RUNNING until `validationPolls` and latency passed."""
         job = self._validations.get(token)
         if job is None:
             raise _unknown_token(token)
         call.component_id, call.descriptor_kind = job.component_id, job.descriptor_kind
-        return job.answer
+        elapsed_ms = (self._clock() - job.started_at) * 1000
+        if job.running_answers < job.polls or elapsed_ms < job.latency_ms:
+            job.running_answers += 1
+            return answers.validation_status("RUNNING")
+        return job.final
 
-    def _validation(self, body: bytes, call: CallRecord) -> tuple[dict[str, Any], TokenFormat]:
+    def _validation(self, body: bytes, call: CallRecord) -> tuple[dict[str, Any], MockBehaviour]:
         """A ValidationResult: a descriptor that cannot be read is invalid, not a bad request."""
         request = parse_validation_request(body)
         call.descriptor_kind, call.remove_data = request.kind.value, request.remove_data
         try:
             target = self.reader.read(request.kind, request.descriptor)
             call.component_id = target.component_id
+            self.components.get(target.component_id).validate_count += 1
             behaviour = parse_behaviour(target.component, self.defaults)
         except InvalidRequestError as exc:
-            return answers.validation_result(exc.problems), TokenFormat.JSON
-        reasons = [] if behaviour.invalid is None else [behaviour.invalid]
-        return answers.validation_result(reasons), behaviour.token_format
+            return answers.validation_result(exc.problems), parse_behaviour({}, self.defaults)
+        return answers.validation_result(behaviour.invalid), behaviour
 
     async def update_acl(self, body: bytes, call: CallRecord) -> Answer:
-        """POST /v1/updateacl: the refs replace the component's recorded ACL."""
-        request = parse_update_acl_request(body)
-        target = self._acl_target(request.provision_request)
-        if target is not None:
-            call.component_id, call.descriptor_kind = target.component_id, target.kind.value
-        self.components.get(call.component_id).acl_refs = list(request.refs)
-        return answers.acl_granted(call.component_id, request.refs)
+        """POST /v1/updateacl, about the component of `provisionInfo.request`.
 
-    def _acl_target(self, provision_request: str | None) -> Target | None:
-        """The component of the JSON ProvisioningRequest in provisionInfo, None if unreadable."""
-        if provision_request is None:
-            return None
+        The refs and the parsed `provisionInfo.result` are recorded as received; `aclFail` makes
+        the answer FAILED, `aclMode: async` hands it out behind a token (after `polls`).
+        """
+        request = parse_update_acl_request(body)
+        target = self._acl_target(request.descriptor)
+        call.component_id, call.descriptor_kind = target.component_id, target.kind.value
+        behaviour = parse_behaviour(target.component, self.defaults)
+        record = self.components.get(target.component_id)
+        record.acl_refs, record.acl_result = list(request.refs), request.result
+        if behaviour.acl_fail:
+            answer = answers.acl_failed(target.component_id, request.refs)
+        else:
+            answer = answers.acl_granted(target.component_id, request.refs)
+        if behaviour.acl_mode is Mode.SYNC:
+            return answer
+        call.token = token = uuid4().hex
+        self._acl_jobs[token] = AclJob(
+            target.component_id, target.kind.value, answer, polls=behaviour.polls
+        )
+        return answers.token_answer(token, behaviour.token_format)
+
+    def _acl_target(self, descriptor: str) -> Target:
+        """The component of the COMPONENT_DESCRIPTOR YAML in provisionInfo.request, or 400."""
         try:
-            request = parse_provisioning_request(provision_request)
-            return self.reader.read(request.kind, request.descriptor)
-        except InvalidRequestError:
-            return None
+            return self.reader.read(DescriptorKind.COMPONENT, descriptor)
+        except InvalidRequestError as exc:
+            raise unreadable_acl_request(descriptor, exc) from exc
+
+    def _acl_status(self, token: str, call: CallRecord) -> Answer:
+        """The status of an async updateacl: RUNNING `polls` times, then its final answer."""
+        job = self._acl_jobs.get(token)
+        if job is None:
+            raise _unknown_token(token)
+        call.component_id, call.descriptor_kind = job.component_id, job.descriptor_kind
+        if job.running_answers < job.polls:
+            job.running_answers += 1
+            return answers.running("updateacl", job.component_id)
+        return job.final
 
     async def reverse_provisioning(self, body: bytes, call: CallRecord) -> Answer:
         """POST /v1/reverse-provisioning, answered synchronously."""
@@ -228,9 +291,10 @@ class MockTechAdapter:
         unfinished = sum(1 for operation in self._operations.values() if operation.final is None)
         for _ in range(unfinished):
             self.calls.operation_ended()
-        forgotten = len(self._operations) + len(self._validations)
+        forgotten = len(self._operations) + len(self._validations) + len(self._acl_jobs)
         self._operations.clear()
         self._validations.clear()
+        self._acl_jobs.clear()
         return forgotten
 
 
@@ -245,6 +309,14 @@ def _failure(operation: Operation) -> Answer:
     if fail_how is FailHow.SYSTEM_ERROR:
         return answers.system_error("The mock adapter failed", problems=[problem])
     return answers.failed(operation.action, operation.component_id)
+
+
+def _validation_failure(how: CallFailure, component_id: str | None) -> Answer:
+    """The error answer of a validate call that `specific.mock.validationFail` makes fail."""
+    problem = f"validate of {component_id} failed: specific.mock.validationFail asked for it"
+    if how is CallFailure.BAD_REQUEST:
+        return answers.request_validation_error([problem], "The mock adapter rejected the request")
+    return answers.system_error("The mock adapter failed to validate", problems=[problem])
 
 
 def _unknown_token(token: str) -> InvalidRequestError:

@@ -31,9 +31,27 @@ class Answer:
 
 
 def json_answer(payload: object, status_code: int = 200) -> Answer:
-    """Serialize a JSON payload compactly."""
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    return Answer(status_code, body, _JSON)
+    """Serialize a JSON payload compactly.
+
+    Payloads may echo parts of untrusted YAML (dates, non-string keys): those become strings
+    rather than failing the answer.
+    """
+    try:
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):  # a key json cannot write (a date), or a circular reference
+        text = json.dumps(_plain(payload), ensure_ascii=False, separators=(",", ":"), default=str)
+    return Answer(status_code, text.encode(), _JSON)
+
+
+def _plain(value: object, depth: int = 0) -> object:
+    """A copy that JSON can write: string keys, no containers deeper than YAML allows."""
+    if depth > 100:
+        return "..."
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item, depth + 1) for item in value]
+    return value
 
 
 def token_answer(token: str, token_format: TokenFormat) -> Answer:
@@ -59,32 +77,44 @@ def _display(label: str, value: str) -> dict[str, str]:
     return {"type": "string", "label": label, "value": value}
 
 
-def completed(action: Action, component_id: str) -> Answer:
-    """ProvisioningStatus COMPLETED with public and private info."""
+def completed(
+    action: Action,
+    component_id: str,
+    *,
+    public_info: Mapping[str, Any] | None = None,
+    private_info: Mapping[str, Any] | None = None,
+) -> Answer:
+    """ProvisioningStatus COMPLETED with public and private info.
+
+    `public_info` and `private_info` (a component's `specific.mock.publicInfo`/`privateInfo`) are
+    merged over the mock's own fields, which they may replace.
+    """
     message = f"{action} of {component_id} completed"
-    public_info = {
+    public = {
         "componentId": _display("Component", component_id),
         "operation": _display("Operation", action.value),
         "provisionedBy": _display("Provisioned by", ADAPTER_NAME),
     }
+    private: dict[str, Any] = {"mockSecret": f"secret-{component_id}"}
+    if public_info:
+        public.update(public_info)
+    if private_info:
+        private.update(private_info)
     return json_answer(
         {
             "status": "COMPLETED",
             "result": message,
-            "info": {
-                "publicInfo": public_info,
-                "privateInfo": {"mockSecret": f"secret-{component_id}"},
-            },
+            "info": {"publicInfo": public, "privateInfo": private},
             "logs": [log_entry("INFO", message, action.value)],
         }
     )
 
 
-def running(action: Action, component_id: str) -> Answer:
-    """ProvisioningStatus RUNNING."""
-    message = f"{action} of {component_id} is running"
+def running(operation: str, component_id: str | None) -> Answer:
+    """ProvisioningStatus RUNNING of a provision, unprovision or updateacl."""
+    message = f"{operation} of {component_id} is running"
     return json_answer(
-        {"status": "RUNNING", "result": message, "logs": [log_entry("INFO", message, action.value)]}
+        {"status": "RUNNING", "result": message, "logs": [log_entry("INFO", message, operation)]}
     )
 
 
@@ -134,12 +164,30 @@ def validation_result(errors: Iterable[str]) -> dict[str, Any]:
     return {"valid": False, "error": {"errors": listed}}
 
 
-def acl_granted(component_id: str | None, refs: Iterable[str]) -> Answer:
+def validation_status(status: str, result: Mapping[str, Any] | None = None) -> Answer:
+    """ValidationStatus: RUNNING, COMPLETED with the result in info.publicInfo, or FAILED."""
+    if result is None:
+        return json_answer({"status": status})
+    return json_answer({"status": status, "info": {"publicInfo": result}})
+
+
+def acl_failed(component_id: str, refs: Iterable[str]) -> Answer:
+    """ProvisioningStatus FAILED for an updateacl that `specific.mock.aclFail` makes fail."""
+    message = (
+        f"access for {len(list(refs))} identities on {component_id} failed: "
+        "specific.mock.aclFail asked for it"
+    )
+    return json_answer(
+        {"status": "FAILED", "result": message, "logs": [log_entry("ERROR", message, "updateacl")]}
+    )
+
+
+def acl_granted(component_id: str, refs: Iterable[str]) -> Answer:
     """ProvisioningStatus COMPLETED for an updateacl, listing the granted refs."""
     granted = list(refs)
     message = f"access granted to {len(granted)} identities on {component_id}"
     public_info = {
-        "componentId": _display("Component", str(component_id)),
+        "componentId": _display("Component", component_id),
         "grantedRefs": _display("Access granted to", ", ".join(granted)),
     }
     return json_answer(

@@ -22,6 +22,7 @@ from provisioner.mockadapter.adapter import MockTechAdapter
 from provisioner.mockadapter.answers import Answer
 from provisioner.mockadapter.behaviour import Mode, ServerDefaults
 from provisioner.mockadapter.errors import InvalidRequestError
+from provisioner.mockadapter.marketplace import MarketplaceReceiver
 from provisioner.mockadapter.state import CallAction, CallLog, CallRecord
 
 _log = structlog.get_logger(__name__)
@@ -34,17 +35,28 @@ def create_mock_app(
     default_latency_ms: float = 0.0,
     default_mode: str = "sync",
     clock: Callable[[], float] = time.monotonic,
+    marketplace_secret: str | None = None,
 ) -> Starlette:
-    """Build the mock Tech Adapter.
+    """Build the mock Tech Adapter, with a mock Market Plane at `/mock/marketplace/events`.
 
-    `clock` (monotonic seconds) times async operations; tests pass a fake one. The adapter itself
-    is `app.state.adapter`, for in-process callers that want to look inside without HTTP.
+    `clock` (monotonic seconds) times async operations; tests pass a fake one. With a
+    `marketplace_secret`, Market Plane deliveries must carry its HMAC signature. The adapter
+    itself is `app.state.adapter` and the receiver `app.state.marketplace`, for in-process
+    callers that want to look inside without HTTP.
     """
     adapter = MockTechAdapter(
         defaults=_server_defaults(default_latency_ms, default_mode), clock=clock
     )
-    app = Starlette(routes=[*_adapter_routes(adapter), *_control_routes(adapter)])
+    marketplace = MarketplaceReceiver(secret=marketplace_secret)
+    app = Starlette(
+        routes=[
+            *_adapter_routes(adapter),
+            *_control_routes(adapter),
+            *_marketplace_routes(marketplace),
+        ]
+    )
     app.state.adapter = adapter
+    app.state.marketplace = marketplace
     return app
 
 
@@ -65,7 +77,12 @@ def _adapter_routes(adapter: MockTechAdapter) -> list[BaseRoute]:
         _poll("/v1/provision/{token}/status", adapter.status, calls),
         _post("/v1/validate", CallAction.VALIDATE, adapter.validate, calls),
         _post("/v2/validate", CallAction.VALIDATE, adapter.validate_async, calls),
-        _poll("/v2/validate/{token}/status", adapter.validation_status, calls),
+        _poll(
+            "/v2/validate/{token}/status",
+            adapter.validation_status,
+            calls,
+            CallAction.VALIDATE_STATUS,
+        ),
         _post("/v1/updateacl", CallAction.UPDATEACL, adapter.update_acl, calls),
         _post(
             "/v1/reverse-provisioning",
@@ -88,9 +105,11 @@ def _post(path: str, action: CallAction, handler: Handler[bytes], calls: CallLog
     return Route(path, endpoint, methods=["POST"])
 
 
-def _poll(path: str, handler: Handler[str], calls: CallLog) -> Route:
+def _poll(
+    path: str, handler: Handler[str], calls: CallLog, action: CallAction = CallAction.STATUS
+) -> Route:
     async def endpoint(request: Request) -> Response:
-        call = calls.open(CallAction.STATUS)
+        call = calls.open(action)
         call.token = token = request.path_params["token"]
         return _send(await _answer(handler, token, call), call)
 
@@ -145,12 +164,27 @@ def _control_routes(adapter: MockTechAdapter) -> list[BaseRoute]:
         if request.method == "DELETE":
             adapter.calls.clear()
             return Response(status_code=204)
+        wanted = request.query_params
         return _response(
-            answers.json_answer(adapter.calls.to_json(request.query_params.get("action")))
+            answers.json_answer(
+                adapter.calls.to_json(wanted.get("action"), wanted.get("componentId"))
+            )
         )
 
     async def components(request: Request) -> Response:
         return _response(answers.json_answer(adapter.components.to_json()))
+
+    async def received(request: Request) -> Response:
+        component_id = request.path_params["component_id"]
+        record = adapter.components.find(component_id)
+        if record is None:
+            problem = f"componentId: the mock never received a request about {component_id!r}"
+            return _response(
+                answers.json_answer({"errors": [problem], "userMessage": "Unknown component"}, 404)
+            )
+        return _response(
+            answers.json_answer({"componentId": component_id, "received": list(record.received)})
+        )
 
     async def requests(request: Request) -> Response:
         wanted = request.query_params.get("componentId")
@@ -166,7 +200,31 @@ def _control_routes(adapter: MockTechAdapter) -> list[BaseRoute]:
     return [
         Route("/mock/calls", calls, methods=["GET", "DELETE"]),
         Route("/mock/components", components, methods=["GET"]),
+        Route("/mock/components/{component_id:path}/received", received, methods=["GET"]),
         Route("/mock/requests", requests, methods=["GET"]),
         Route("/mock/forget-tokens", forget_tokens, methods=["POST"]),
         Route("/mock/health", health, methods=["GET"]),
+    ]
+
+
+def _marketplace_routes(marketplace: MarketplaceReceiver) -> list[BaseRoute]:
+    """The mock Market Plane: a webhook receiver and its controls."""
+
+    async def events(request: Request) -> Response:
+        if request.method == "POST":
+            return _response(marketplace.receive(await request.body(), request.headers))
+        if request.method == "DELETE":
+            marketplace.clear()
+            return Response(status_code=204)
+        return _response(answers.json_answer(marketplace.to_json()))
+
+    async def fail(request: Request) -> Response:
+        try:
+            return _response(marketplace.fail(await request.body()))
+        except InvalidRequestError as exc:
+            return _response(answers.request_validation_error(exc.problems, exc.user_message))
+
+    return [
+        Route("/mock/marketplace/events", events, methods=["GET", "POST", "DELETE"]),
+        Route("/mock/marketplace/fail", fail, methods=["POST"]),
     ]

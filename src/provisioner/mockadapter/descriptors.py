@@ -5,6 +5,10 @@ the last line (`componentIdToProvision: <id>`) changing. Parsing it whole each t
 the mock's work, so a COMPONENT_DESCRIPTOR written that way is split at that last line: the line is
 parsed alone and the `dataProduct:` head goes through a small LRU cache keyed by a hash of its text.
 Whenever the split does not clearly apply, the whole text is parsed, which is always correct.
+
+Tolerant as real adapters are: a DATAPRODUCT_DESCRIPTOR whose YAML is component-shaped
+(`dataProduct` + `componentIdToProvision`, as in Witboost's own request samples) is read as that
+component.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -50,11 +54,16 @@ class DataProductView:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """What a request is about: the component (or data product) id and its descriptor mapping."""
+    """What a request is about: the component (or data product) id and its descriptor mapping.
+
+    `dependency_info` maps each id in the component's `dependsOn` to the `info` that dependency
+    carries in `dataProduct.components` (None when it carries none or is not listed).
+    """
 
     kind: DescriptorKind
     component_id: str
     component: Mapping[str, Any]
+    dependency_info: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -108,6 +117,8 @@ class DescriptorReader:
         if kind is DescriptorKind.DATAPRODUCT:
             # An unusable text is parsed again, only to raise the precise problem.
             view = self._cached(kind, descriptor) or _index(parse_yaml_mapping(descriptor))
+            if _is_component_shaped(view.data_product):
+                return self._read_component(descriptor)
             return _data_product_target(view)
         return self._read_component(descriptor)
 
@@ -172,6 +183,11 @@ def _index(data_product: Mapping[str, Any]) -> DataProductView:
     return DataProductView(data_product, components)
 
 
+def _is_component_shaped(document: Mapping[str, Any]) -> bool:
+    """Whether a "data product" is in fact a COMPONENT_DESCRIPTOR body."""
+    return isinstance(document.get("dataProduct"), Mapping) and _ID_KEY in document
+
+
 def _component_target(view: DataProductView, component_id: object) -> Target:
     if not isinstance(component_id, str):
         raise _invalid(f"{_ID_KEY}: is required and must be a string")
@@ -180,7 +196,50 @@ def _component_target(view: DataProductView, component_id: object) -> Target:
         raise _invalid(
             f"{_ID_KEY}: no component with id {component_id!r} in dataProduct.components"
         )
-    return Target(DescriptorKind.COMPONENT, component_id, component)
+    return Target(
+        DescriptorKind.COMPONENT, component_id, component, _dependency_info(view, component)
+    )
+
+
+def _dependency_info(view: DataProductView, component: Mapping[str, Any]) -> dict[str, Any]:
+    """The `info` each dependency of the component carries; dict lookups only, no parsing."""
+    depends_on = component.get("dependsOn")
+    if not isinstance(depends_on, list) or not depends_on:
+        return {}
+    found: dict[str, Any] = {}
+    for dependency_id in depends_on:
+        if isinstance(dependency_id, str):
+            dependency = view.components.get(dependency_id)
+            found[dependency_id] = None if dependency is None else dependency.get("info")
+    return found
+
+
+def unreadable_acl_request(text: str, problem: InvalidRequestError) -> InvalidRequestError:
+    """Why `provisionInfo.request` of an updateacl is not a COMPONENT_DESCRIPTOR, clearly.
+
+    Real adapters read it with a YAML parser and take its `dataProduct`. A JSON
+    ProvisioningRequest is YAML too, a mapping with `descriptorKind`/`descriptor` keys: the
+    mistake of sending the request instead of its descriptor gets its own message.
+    """
+    try:
+        document: Mapping[str, Any] | None = parse_yaml_mapping(text)
+    except InvalidRequestError:
+        document = None
+    if (
+        document is not None
+        and "dataProduct" not in document
+        and ("descriptorKind" in document or "descriptor" in document)
+    ):
+        problems = [
+            "provisionInfo.request: is a ProvisioningRequest {descriptorKind, descriptor, ...}; "
+            "it must be the COMPONENT_DESCRIPTOR YAML itself (dataProduct + "
+            f"{_ID_KEY}), which Tech Adapters read with a YAML parser"
+        ]
+    else:
+        problems = [f"provisionInfo.request: {item}" for item in problem.problems]
+    return InvalidRequestError(
+        problems, user_message="provisionInfo.request is not a COMPONENT_DESCRIPTOR"
+    )
 
 
 def _data_product_target(view: DataProductView) -> Target:

@@ -25,10 +25,16 @@ class ProvisioningRequest:
 
 @dataclass(frozen=True, slots=True)
 class UpdateAclRequest:
-    """An UpdateAclRequest; `provision_request` is the JSON ProvisioningRequest, if sent."""
+    """An UpdateAclRequest.
+
+    `descriptor` is `provisionInfo.request`: the COMPONENT_DESCRIPTOR YAML the component was
+    provisioned with. `result` is `provisionInfo.result` read as JSON (the component's last
+    ProvisioningStatus) when it is JSON, else the text as sent (Witboost's samples send "").
+    """
 
     refs: tuple[str, ...]
-    provision_request: str | None
+    descriptor: str
+    result: object
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +107,7 @@ def _descriptor_problems(payload: Mapping[str, Any]) -> list[str]:
 
 
 def parse_update_acl_request(body: bytes | str) -> UpdateAclRequest:
-    """Read an UpdateAclRequest."""
+    """Read an UpdateAclRequest (its descriptor stays YAML text, read by the caller)."""
     payload = read_json_object(body)
     refs, info = payload.get("refs"), payload.get("provisionInfo")
     problems: list[str] = []
@@ -109,13 +115,22 @@ def parse_update_acl_request(body: bytes | str) -> UpdateAclRequest:
         problems.append("refs: is required and must be a list of strings")
     if not isinstance(info, dict):
         problems.append("provisionInfo: is required and must be an object {request, result}")
-    if problems:
+    else:
+        problems.extend(
+            f"provisionInfo.{key}: is required and must be a string ({what})"
+            for key, what in (("request", "the COMPONENT_DESCRIPTOR YAML"), ("result", "JSON"))
+            if not isinstance(info.get(key), str)
+        )
+    if problems or not isinstance(info, dict):
         raise _invalid(problems)
-    request = info.get("request") if isinstance(info, dict) else None
-    return UpdateAclRequest(
-        refs=tuple(refs) if isinstance(refs, list) else (),
-        provision_request=request if isinstance(request, str) else None,
-    )
+    return UpdateAclRequest(tuple(refs or ()), info["request"], _json_or_text(info["result"]))
+
+
+def _json_or_text(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def parse_reverse_provisioning_request(body: bytes | str) -> ReverseProvisioningRequest:

@@ -6,6 +6,7 @@ All of it lives on one event loop and is changed without awaiting in between, so
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -21,6 +22,7 @@ class CallAction(StrEnum):
     UNPROVISION = "unprovision"
     STATUS = "status"
     VALIDATE = "validate"
+    VALIDATE_STATUS = "validate-status"
     UPDATEACL = "updateacl"
     REVERSE_PROVISIONING = "reverse-provisioning"
 
@@ -86,9 +88,13 @@ class CallLog:
         """A provision or unprovision is no longer in progress."""
         self.in_flight -= 1
 
-    def to_json(self, action: str | None = None) -> dict[str, Any]:
-        """The log as the control API shows it, optionally only calls of one action."""
-        records = [r for r in self._records if action is None or r.action == action]
+    def to_json(self, action: str | None = None, component_id: str | None = None) -> dict[str, Any]:
+        """The log as the control API shows it, optionally only calls of one action or component."""
+        records = [
+            r
+            for r in self._records
+            if action in (None, r.action) and component_id in (None, r.component_id)
+        ]
         return {"calls": [r.to_json() for r in records], "maxInFlight": self.max_in_flight}
 
     def clear(self) -> None:
@@ -97,16 +103,30 @@ class CallLog:
         self.max_in_flight = self.in_flight
 
 
+# How many provision/unprovision requests each component remembers having received.
+RECEIVED_KEPT = 16
+
+
 @dataclass(slots=True)
 class ComponentRecord:
-    """What the mock believes about one component."""
+    """What the mock believes about one component, and what it was last sent."""
 
     provisioned: bool = False
     provision_count: int = 0
     unprovision_count: int = 0
     last_remove_data: bool | None = None
+    validate_count: int = 0
+    # The refs and the parsed provisionInfo.result of the last updateacl, whatever its answer.
     acl_refs: list[str] = field(default_factory=list)
+    acl_result: object = None
     transient_answered: dict[Action, int] = field(default_factory=dict)
+    received: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECEIVED_KEPT))
+
+    def receive(self, seq: int, action: Action, dependency_info: object) -> None:
+        """Remember what a provision or unprovision request carried about the dependencies."""
+        self.received.append(
+            {"seq": seq, "action": action.value, "dependencyInfo": dependency_info}
+        )
 
     def take_transient_error(self, action: Action, limit: int) -> bool:
         """Whether this POST of the action is one of the first `limit`, to be answered 503."""
@@ -133,7 +153,9 @@ class ComponentRecord:
             "provisionCount": self.provision_count,
             "unprovisionCount": self.unprovision_count,
             "lastRemoveData": self.last_remove_data,
+            "validateCount": self.validate_count,
             "aclRefs": list(self.acl_refs),
+            "aclResult": self.acl_result,
         }
 
 
@@ -149,6 +171,10 @@ class ComponentBook:
         if record is None:
             record = self._records[component_id] = ComponentRecord()
         return record
+
+    def find(self, component_id: str) -> ComponentRecord | None:
+        """The record of a component, None if the mock never heard of it."""
+        return self._records.get(component_id)
 
     def to_json(self) -> dict[str, Any]:
         """The records as the control API shows them (None becomes the key "null")."""
@@ -173,10 +199,25 @@ class Operation:
     final: Answer | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ValidationJob:
-    """An async (v2) validation: its result is known at once, handed out on the status poll."""
+    """An async (v2) validation: its final answer is known at once, handed out once due."""
 
     component_id: str | None
     descriptor_kind: str | None
-    answer: Answer
+    final: Answer
+    polls: int = 0
+    latency_ms: float = 0.0
+    started_at: float = 0.0
+    running_answers: int = 0
+
+
+@dataclass(slots=True)
+class AclJob:
+    """An async updateacl, from its 202 to its final status answer."""
+
+    component_id: str
+    descriptor_kind: str
+    final: Answer
+    polls: int
+    running_answers: int = 0
