@@ -43,7 +43,9 @@ async def test_an_invalid_descriptor_is_refused_before_any_adapter_is_asked(
 async def test_acl_updates_go_to_the_component_s_adapter_with_its_provision_info(
     client: httpx.AsyncClient, mock: httpx.AsyncClient, unit_id: str
 ) -> None:
-    """A deployed component's adapter gets the refs; one not deployed answers 409."""
+    """A deployed component's adapter gets the refs and, as real adapters read it, the
+    component's descriptor YAML and its last ProvisioningStatus (privateInfo included); one
+    not deployed answers 409."""
     port, later = f"{unit_id}:port", f"{unit_id}:later"
     document = unit(unit_id, [component(port), component(later, fail="provision")])
     await finished_operation(client, await submit(client, document))
@@ -52,10 +54,10 @@ async def test_acl_updates_go_to_the_component_s_adapter_with_its_provision_info
     granted = await client.post(f"{base}/{port}/acl", json={"refs": ["user:alice", "group:bi"]})
     assert granted.status_code == 200, granted.text
     assert granted.json()["status"] == "COMPLETED"
-    assert (await mock.get("/mock/components")).json()[port]["aclRefs"] == [
-        "user:alice",
-        "group:bi",
-    ]
+    seen = (await mock.get("/mock/components")).json()[port]
+    assert seen["aclRefs"] == ["user:alice", "group:bi"]
+    assert seen["aclResult"]["status"] == "COMPLETED"
+    assert seen["aclResult"]["info"]["privateInfo"]["mockSecret"] == f"secret-{port}"
     refused = await client.post(f"{base}/{later}/acl", json={"refs": ["user:alice"]})
     assert refused.status_code == 409
     empty = await client.post(f"{base}/{port}/acl", json={"refs": []})

@@ -80,16 +80,19 @@ async def start_runtime(
     )
     worker.start()
     reads = Reads(Queries(database))
+    submissions = Submissions(database)
     services = Services(
         commands=Commands(
             directory=registry,
-            submissions=Submissions(database),
+            submissions=submissions,
             reads=reads,
             worker=worker,
             clock=utc_now,
         ),
         reads=reads,
-        adapter_calls=AdapterCalls(directory=registry, adapters=adapters, reads=reads),
+        adapter_calls=AdapterCalls(
+            directory=registry, adapters=adapters, reads=reads, submissions=submissions
+        ),
     )
     log.info(
         "service_started",

@@ -24,6 +24,7 @@ from provisioner.engine.ports import (
 )
 from provisioner.errors import AdapterError, ConflictError, InvalidRequestError, Problem
 from provisioner.service.commands import read_unit, unregistered
+from provisioner.service.ports import SubmissionStore
 from provisioner.service.reads import Reads
 
 
@@ -38,11 +39,17 @@ class AdapterCalls:
     """Pass-through calls to the adapter registered for a template in an environment."""
 
     def __init__(
-        self, *, directory: AdapterDirectory, adapters: TechAdapterClient, reads: Reads
+        self,
+        *,
+        directory: AdapterDirectory,
+        adapters: TechAdapterClient,
+        reads: Reads,
+        submissions: SubmissionStore,
     ) -> None:
         self._directory = directory
         self._adapters = adapters
         self._reads = reads
+        self._submissions = submissions
 
     async def validate(
         self, document: object, *, environment: str | None
@@ -74,30 +81,36 @@ class AdapterCalls:
     async def update_acl(
         self, deployment_unit_id: str, environment: str, component_id: str, refs: list[str]
     ) -> ProvisioningResult:
-        """Grant ``refs`` access to a deployed component through its Tech Adapter."""
-        release = await self._reads.release(deployment_unit_id, environment)
-        component = await self._reads.component(deployment_unit_id, environment, component_id)
-        last = component.last_operation
-        if component.status is not ComponentStatus.DEPLOYED or last is None:
+        """Grant ``refs`` access to a deployed component through its Tech Adapter.
+
+        ``provisionInfo`` is what real adapters read: ``request`` the COMPONENT_DESCRIPTOR YAML
+        the component was provisioned with, ``result`` the JSON of its last ProvisioningStatus
+        (adapters such as the Terraform one read ``info.privateInfo`` from it).
+        """
+        await self._reads.component(deployment_unit_id, environment, component_id)
+        release = await self._submissions.release_state(deployment_unit_id, environment)
+        component = release.components[component_id]
+        if component.status is not ComponentStatus.DEPLOYED:
             raise ConflictError(f"component {component_id!r} is {component.status}, not DEPLOYED")
-        document = (
-            await self._reads.document(release.descriptor_operation_id)
-            if release.descriptor_operation_id
-            else None
-        )
+        source = component.last_provisioned_operation_id
+        document = await self._reads.document(source) if source else None
         if document is None or component.infrastructure_template_id is None:
             raise ConflictError(f"the descriptor of {component_id!r} is not available")
         endpoint = self._resolve(component.infrastructure_template_id, environment)
-        text = DescriptorTexts(document).component(component_id)
-        request = json.dumps(
-            {"descriptorKind": "COMPONENT_DESCRIPTOR", "descriptor": text.text, "removeData": False}
-        )
+        result = {
+            "status": "COMPLETED",
+            "info": {
+                "publicInfo": component.public_info or {},
+                "privateInfo": component.private_info or {},
+            },
+            "logs": component.logs or [],
+        }
         async with endpoint.time_limit(awaiting="answer"):
             return await self._adapters.update_acl(
                 endpoint,
                 refs=refs,
-                request=request,
-                result=f"provisioned by operation {last.operation_id}",
+                request=DescriptorTexts(document).component(component_id).text,
+                result=json.dumps(result),
             )
 
     async def reverse_provision(
