@@ -154,7 +154,9 @@ class MockTechAdapter:
             return _failure(operation)
         record = self.components.get(operation.component_id)
         record.record_success(operation.action, remove_data=operation.remove_data)
-        answer = answers.completed(operation.action, operation.component_id)
+        answer = answers.completed(
+            operation.action, operation.component_id, public_info_json=behaviour.public_info_json
+        )
         if behaviour.content_type is not None:
             answer = replace(answer, media_type=behaviour.content_type)
         if behaviour.reset:
@@ -248,4 +250,7 @@ def _failure(operation: Operation) -> Answer:
 
 
 def _unknown_token(token: str) -> InvalidRequestError:
-    return InvalidRequestError([f"token: {token!r} is unknown"], user_message="Unknown token")
+    """404: the token is not known here (never handed out, or forgotten by a restart)."""
+    return InvalidRequestError(
+        [f"token: {token!r} is unknown"], user_message="Unknown token", status_code=404
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,25 +59,35 @@ def _display(label: str, value: str) -> dict[str, str]:
     return {"type": "string", "label": label, "value": value}
 
 
-def completed(action: Action, component_id: str) -> Answer:
-    """ProvisioningStatus COMPLETED with public and private info."""
+def completed(action: Action, component_id: str, *, public_info_json: str | None = None) -> Answer:
+    """ProvisioningStatus COMPLETED with public and private info.
+
+    ``public_info_json`` replaces ``publicInfo`` with raw JSON text, sent as written: values no
+    serializer writes (``1e400``, ``"\\u0000"``), to test how callers cope with them.
+    """
     message = f"{action} of {component_id} completed"
     public_info = {
         "componentId": _display("Component", component_id),
         "operation": _display("Operation", action.value),
         "provisionedBy": _display("Provisioned by", ADAPTER_NAME),
     }
-    return json_answer(
+    private_info = {"mockSecret": f"secret-{component_id}"}
+    answer = json_answer(
         {
             "status": "COMPLETED",
             "result": message,
-            "info": {
-                "publicInfo": public_info,
-                "privateInfo": {"mockSecret": f"secret-{component_id}"},
-            },
             "logs": [log_entry("INFO", message, action.value)],
+            "info": {
+                "privateInfo": private_info,
+                **({"publicInfo": public_info} if public_info_json is None else {}),
+            },
         }
     )
+    if public_info_json is None:
+        return answer
+    # The body ends with the info object's "}}": append the raw publicInfo before them.
+    raw = b',"publicInfo":' + public_info_json.encode()
+    return replace(answer, body=answer.body[:-2] + raw + b"}}")
 
 
 def running(action: Action, component_id: str) -> Answer:
@@ -96,8 +106,10 @@ def failed(action: Action, component_id: str) -> Answer:
     )
 
 
-def request_validation_error(problems: Iterable[str], user_message: str) -> Answer:
-    """400 RequestValidationError."""
+def request_validation_error(
+    problems: Iterable[str], user_message: str, status_code: int = 400
+) -> Answer:
+    """RequestValidationError (400, or 404 for an unknown token)."""
     listed = list(problems)
     solutions = ["Correct the request as the problems say and send it again."]
     return json_answer(
@@ -106,7 +118,7 @@ def request_validation_error(problems: Iterable[str], user_message: str) -> Answ
             "userMessage": user_message,
             "moreInfo": {"problems": listed, "solutions": solutions},
         },
-        400,
+        status_code,
     )
 
 

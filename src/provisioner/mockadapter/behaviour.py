@@ -79,6 +79,7 @@ class MockBehaviour:
     poll_errors: int = 0
     content_type: str | None = None
     reset: bool = False
+    public_info_json: str | None = None
 
 
 _FAILS = {
@@ -101,6 +102,7 @@ _KNOWN_KNOBS = frozenset(
         "pollErrors",
         "contentType",
         "reset",
+        "publicInfoJson",
     }
 )
 _E = TypeVar("_E", bound=StrEnum)
@@ -125,6 +127,7 @@ def parse_behaviour(component: Mapping[str, Any], defaults: ServerDefaults) -> M
         poll_errors=knobs.count("pollErrors", 0),
         content_type=knobs.text("contentType"),
         reset=knobs.flag("reset"),
+        public_info_json=knobs.text("publicInfoJson"),
     )
     if behaviour.never_finish and behaviour.mode is Mode.SYNC:
         knobs.problems.append("specific.mock.neverFinish: needs mode async")
