@@ -64,6 +64,7 @@ def client_policy(settings: Settings) -> ClientPolicy:
         poll_multiplier=settings.poll_multiplier,
         poll_error_budget=settings.poll_error_budget,
         max_connections=settings.max_concurrency,
+        max_answer_bytes=settings.max_answer_bytes,
     )
 
 
