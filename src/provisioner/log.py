@@ -14,11 +14,12 @@ def configure_logging(
 ) -> None:
     """Route structlog and the standard library's logging through one renderer."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    # JSON lines carry a traceback as text; the console renderer prints it itself.
+    # JSON lines carry a traceback as text; the console renderer prints it itself, plainly:
+    # its default (with rich installed) prints every frame's local variables, privateInfo too.
     renderers: list[structlog.types.Processor] = (
         [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
         if use_json
-        else [structlog.dev.ConsoleRenderer()]
+        else [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
     )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,

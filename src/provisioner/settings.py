@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=1, le=65535)
 
     max_body_bytes: int = Field(default=5 * MiB, ge=1024)
+    max_answer_bytes: int = Field(
+        default=16 * MiB, ge=64 * 1024, description="largest Tech Adapter answer body read"
+    )
     max_concurrency: int = Field(default=64, ge=1, description="adapter calls in flight")
     max_running_operations: int = Field(default=32, ge=1, description="per replica")
     max_loop_lag_seconds: float = Field(

@@ -4,6 +4,7 @@ against answers scripted with respx: results, tokens, polling, errors, retries, 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -13,6 +14,8 @@ import httpx
 import pytest
 import respx
 import yaml
+from fastapi import FastAPI
+from pydantic import BaseModel
 
 from provisioner.adapters.client import (
     ClientPolicy,
@@ -355,11 +358,21 @@ async def test_a_failed_poll_answer_is_a_failed_result(
 
 POLL_FAILURES: dict[str, Callable[[], httpx.Response | Exception]] = {
     "502": lambda: httpx.Response(502, text="Bad Gateway"),
-    "400-unknown-token": lambda: httpx.Response(
-        400, json={"errors": ["unknown token"], "userMessage": "no such task"}
+    # The Databricks adapter after a restart: its tasks lived in memory.
+    "500-forgotten-token": lambda: httpx.Response(
+        500, json={"error": "Cannot find Provisioning Status for id 'tok-1'"}
     ),
+    "404-unknown-token": lambda: httpx.Response(
+        404, json={"errors": ["unknown token"], "userMessage": "no such task"}
+    ),
+    "404-fastapi": lambda: httpx.Response(404, json={"detail": "Not Found"}),
+    "429-with-body": lambda: httpx.Response(429, json={"error": "slow down"}),
+    "403-proxy-page": lambda: httpx.Response(403, text="<html><h1>Forbidden</h1></html>"),
+    "400-empty": lambda: httpx.Response(400),
     "garbage-body": lambda: httpx.Response(200, content=b"<html>proxy error</html>"),
+    "wrong-shape": lambda: httpx.Response(200, json={"state": "DONE"}),
     "read-timeout": lambda: httpx.ReadTimeout("timed out"),
+    "refused": lambda: httpx.ConnectError("refused"),
 }
 
 
@@ -410,7 +423,7 @@ async def test_a_successful_poll_resets_the_failure_count(
             POLL_FAILURES["502"](),
             POLL_FAILURES["garbage-body"](),
             running(),
-            POLL_FAILURES["400-unknown-token"](),
+            POLL_FAILURES["404-unknown-token"](),
             POLL_FAILURES["read-timeout"](),
             status("COMPLETED"),
         ]
@@ -420,6 +433,68 @@ async def test_a_successful_poll_resets_the_failure_count(
 
     assert result.succeeded
     assert poll.call_count == 6
+
+
+@pytest.mark.parametrize(
+    ("answer", "explanation"),
+    [
+        pytest.param(
+            httpx.Response(
+                400, json={"errors": ["token: 'tok-1' is unknown"], "userMessage": "Unknown token"}
+            ),
+            "Unknown token; token: 'tok-1' is unknown",
+            id="400-request-validation-error",
+        ),
+        pytest.param(
+            httpx.Response(
+                422,
+                json={"detail": [{"loc": ["path", "token"], "msg": "bad", "type": "value_error"}]},
+            ),
+            "path.token: bad",
+            id="422-fastapi",
+        ),
+        pytest.param(
+            httpx.Response(401, json={"detail": "Not authenticated"}),
+            "Not authenticated",
+            id="401-fastapi",
+        ),
+    ],
+)
+async def test_a_4xx_poll_answer_with_an_error_body_fails_at_once(
+    client: TechAdapterClient, adapter: respx.MockRouter, answer: httpx.Response, explanation: str
+) -> None:
+    """The adapter explained why the poll is wrong: no second poll, its message is the error."""
+    poll = adapter.get("/v1/provision/tok-1/status").mock(side_effect=[answer, status("COMPLETED")])
+
+    with pytest.raises(AdapterError) as caught:
+        await client.wait(ENDPOINT, "tok-1")
+
+    assert poll.call_count == 1
+    assert caught.value.message == (
+        f"{TEMPLATE} answered {answer.status_code} to GET /v1/provision/tok-1/status: {explanation}"
+    )
+    assert not isinstance(caught.value, AdapterTransientError)
+
+
+async def test_a_poll_answer_that_cannot_be_stored_fails_at_once(
+    client: TechAdapterClient, adapter: respx.MockRouter
+) -> None:
+    """A readable COMPLETED whose publicInfo cannot be stored would read the same next time."""
+    poll = adapter.get("/v1/provision/tok-1/status").mock(
+        side_effect=[
+            running(),
+            httpx.Response(
+                200, content=b'{"status": "COMPLETED", "info": {"publicInfo": {"n": 1e400}}}'
+            ),
+            status("COMPLETED"),
+        ]
+    )
+
+    with pytest.raises(AdapterError, match="cannot be stored") as caught:
+        await client.wait(ENDPOINT, "tok-1")
+
+    assert poll.call_count == 2
+    assert "lost track" not in caught.value.message
 
 
 async def test_start_then_wait_follows_the_token_the_adapter_gave(
@@ -505,17 +580,476 @@ async def test_a_2_1_0_validation_error_is_kept_in_the_detail(
     assert "userMessage" not in caught.value.detail
 
 
-async def test_an_error_answer_that_is_not_json_keeps_its_body(
+async def test_an_error_answer_that_is_not_json_is_shown_as_its_body(
     client: TechAdapterClient, adapter: respx.MockRouter
 ) -> None:
-    """A plain-text 404 is stored as ``body`` and the message has no made-up summary."""
+    """A plain-text 404 is stored as ``body`` and quoted by the message."""
     adapter.post("/v1/provision").mock(return_value=httpx.Response(404, text="Not Found"))
 
     with pytest.raises(AdapterError) as caught:
         await client.start(ENDPOINT, request())
 
-    assert caught.value.message == f"{TEMPLATE} answered 404 to POST /v1/provision"
+    assert caught.value.message == f"{TEMPLATE} answered 404 to POST /v1/provision: Not Found"
     assert caught.value.detail["body"] == "Not Found"
+
+
+async def test_an_error_answer_without_content_says_only_the_status(
+    client: TechAdapterClient, adapter: respx.MockRouter
+) -> None:
+    """Nothing to quote: the message is the status code and the request, with no body kept."""
+    adapter.post("/v1/provision").mock(return_value=httpx.Response(500))
+
+    with pytest.raises(AdapterError) as caught:
+        await client.start(ENDPOINT, request())
+
+    assert caught.value.message == f"{TEMPLATE} answered 500 to POST /v1/provision"
+    assert "body" not in caught.value.detail
+
+
+async def test_fastapi_detail_text_is_the_explanation(
+    client: TechAdapterClient, adapter: respx.MockRouter
+) -> None:
+    """FastAPI's default 404 ``{"detail": "Not Found"}`` is read, not lost."""
+    adapter.post("/v1/provision").mock(
+        return_value=httpx.Response(404, json={"detail": "Not Found"})
+    )
+
+    with pytest.raises(AdapterError) as caught:
+        await client.start(ENDPOINT, request())
+
+    assert caught.value.message == f"{TEMPLATE} answered 404 to POST /v1/provision: Not Found"
+    assert caught.value.detail["detail"] == "Not Found"
+    assert "body" not in caught.value.detail
+
+
+async def test_fastapi_validation_detail_is_one_line_per_problem(
+    client: TechAdapterClient, adapter: respx.MockRouter
+) -> None:
+    """A 422 ``detail`` list of ``{loc, msg, type}`` reads "loc.path: msg" for each item."""
+    detail = [
+        {"loc": ["body", "descriptor"], "msg": "Field required", "type": "missing"},
+        {"loc": ["body", "components", 0, "id"], "msg": "Input should be a valid string"},
+        {"msg": "Value error, no location", "type": "value_error"},
+        {"loc": ["body"], "type": "no message"},
+        "a bare string",
+    ]
+    adapter.post("/v1/provision").mock(return_value=httpx.Response(422, json={"detail": detail}))
+
+    with pytest.raises(AdapterError) as caught:
+        await client.start(ENDPOINT, request())
+
+    lines = [
+        "body.descriptor: Field required",
+        "body.components.0.id: Input should be a valid string",
+        "Value error, no location",
+        "a bare string",
+    ]
+    assert caught.value.detail["detail"] == lines
+    assert caught.value.message == (
+        f"{TEMPLATE} answered 422 to POST /v1/provision: {'; '.join(lines)}"
+    )
+
+
+class StrictProvisioningRequest(BaseModel):
+    """What a FastAPI adapter might require: ``owner`` is not in the ProvisioningRequest."""
+
+    descriptorKind: str
+    descriptor: str
+    owner: str
+
+
+def fastapi_adapter() -> FastAPI:
+    """A FastAPI app (what the python scaffold and the Databricks adapter are) with only
+    ``/v1/provision``, whose model refuses provisioner's request."""
+    app = FastAPI()
+
+    @app.post("/v1/provision")
+    async def provision(body: StrictProvisioningRequest) -> dict[str, str]:
+        return {"status": "COMPLETED"}
+
+    return app
+
+
+async def test_a_real_fastapi_adapter_s_error_bodies_are_read() -> None:
+    """FastAPI's own 422 (a body its model refuses) and 404 (a route it lacks) are explained."""
+    real = TechAdapterClient(POLICY, transport=httpx.ASGITransport(app=fastapi_adapter()))
+    try:
+        with pytest.raises(AdapterError) as refused:
+            await real.start(ENDPOINT, request())
+        with pytest.raises(AdapterError) as missing:
+            await real.start(ENDPOINT, request(TaskAction.UNPROVISION))
+    finally:
+        await real.aclose()
+
+    assert refused.value.message == (
+        f"{TEMPLATE} answered 422 to POST /v1/provision: body.owner: Field required"
+    )
+    assert missing.value.message == f"{TEMPLATE} answered 404 to POST /v1/unprovision: Not Found"
+
+
+async def test_a_problem_given_twice_is_shown_once(
+    client: TechAdapterClient, adapter: respx.MockRouter
+) -> None:
+    """The same text in userMessage, error, errors and moreInfo.problems appears once, in order;
+    the stored fields stay as sent."""
+    body = {
+        "error": "bucket exists",
+        "userMessage": "Cannot create the bucket",
+        "errors": ["bucket exists", "quota exceeded"],
+        "moreInfo": {"problems": ["quota exceeded", "bucket exists"], "solutions": ["rename"]},
+    }
+    adapter.post("/v1/provision").mock(return_value=httpx.Response(500, json=body))
+
+    with pytest.raises(AdapterError) as caught:
+        await client.start(ENDPOINT, request())
+
+    assert caught.value.message == (
+        f"{TEMPLATE} answered 500 to POST /v1/provision: "
+        "Cannot create the bucket; bucket exists; quota exceeded"
+    )
+    assert caught.value.detail["moreInfo"] == body["moreInfo"]
+    assert caught.value.detail["errors"] == body["errors"]
+
+
+async def test_a_field_of_the_wrong_type_does_not_hide_the_others(
+    client: TechAdapterClient, adapter: respx.MockRouter
+) -> None:
+    """``errors`` sent as one string is dropped; ``userMessage`` beside it is still read."""
+    adapter.post("/v1/provision").mock(
+        return_value=httpx.Response(
+            400, json={"errors": "one string", "userMessage": "The descriptor is invalid"}
+        )
+    )
+
+    with pytest.raises(AdapterError) as caught:
+        await client.start(ENDPOINT, request())
+
+    assert caught.value.message.endswith(": The descriptor is invalid")
+    assert "errors" not in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    ("body", "shown"),
+    [
+        pytest.param(
+            b'{"message": "boom", "status": 500}',
+            '{"message": "boom", "status": 500}',
+            id="json-without-known-fields",
+        ),
+        pytest.param(b"<html>\n<h1>Bad</h1>\n</html>", "<html> <h1>Bad</h1> </html>", id="html"),
+        pytest.param(b"stack\x00trace\x1b[31m", "stack\ufffdtrace\ufffd[31m", id="control"),
+        pytest.param(b"caf\xc3\xa9 \xff", "caf\u00e9 \ufffd", id="not-utf-8"),
+    ],
+)
+async def test_an_error_body_without_known_fields_is_quoted_printable(
+    client: TechAdapterClient, adapter: respx.MockRouter, body: bytes, shown: str
+) -> None:
+    """No known field: the raw body is the explanation, on one line, every character printable."""
+    adapter.post("/v1/provision").mock(return_value=httpx.Response(500, content=body))
+
+    with pytest.raises(AdapterError) as caught:
+        await client.start(ENDPOINT, request())
+
+    assert caught.value.message == f"{TEMPLATE} answered 500 to POST /v1/provision: {shown}"
+    assert caught.value.detail["body"].isprintable() or "\n" in caught.value.detail["body"]
+
+
+async def test_a_long_error_body_is_bounded(
+    client: TechAdapterClient, adapter: respx.MockRouter
+) -> None:
+    """A 100 KB page is kept as its first 2,048 characters, in the detail and in the message."""
+    adapter.post("/v1/provision").mock(return_value=httpx.Response(502, text="x" * 100_000))
+
+    with pytest.raises(AdapterError) as caught:
+        await client.start(ENDPOINT, request())
+
+    assert caught.value.detail["body"] == "x" * 2048 + "…"
+    assert len(caught.value.message) < 2200
+
+
+async def test_long_adapter_texts_and_lists_are_bounded(
+    client: TechAdapterClient, adapter: respx.MockRouter
+) -> None:
+    """A 1,000-item ``errors`` keeps 100 items, each text cut at 2,048 characters."""
+    adapter.post("/v1/provision").mock(
+        return_value=httpx.Response(
+            400, json={"errors": [f"{n} " + "e" * 3000 for n in range(1_000)]}
+        )
+    )
+
+    with pytest.raises(AdapterError) as caught:
+        await client.start(ENDPOINT, request())
+
+    errors = caught.value.detail["errors"]
+    assert len(errors) == 100
+    assert {len(error) for error in errors} <= {2049}
+    assert len(caught.value.message) < 2200
+
+
+# --- privateInfo in error answers -------------------------------------------------------------
+
+SECRET = "hunter2-do-not-show"
+
+
+async def test_private_info_in_more_info_is_not_kept(
+    client: TechAdapterClient, adapter: respx.MockRouter
+) -> None:
+    """``moreInfo.privateInfo`` (and any key the spec does not define) is dropped."""
+    body = {
+        "error": "boom",
+        "moreInfo": {"problems": ["p"], "solutions": ["s"], "privateInfo": {"pw": SECRET}},
+    }
+    adapter.post("/v1/provision").mock(return_value=httpx.Response(500, json=body))
+
+    with pytest.raises(AdapterError) as caught:
+        await client.start(ENDPOINT, request())
+
+    assert caught.value.detail["moreInfo"] == {"problems": ["p"], "solutions": ["s"]}
+    assert SECRET not in repr(caught.value.detail)
+
+
+async def test_private_info_in_a_json_text_is_stripped_and_the_rest_kept(
+    client: TechAdapterClient, adapter: respx.MockRouter
+) -> None:
+    """An ``error`` whose text is a JSON answer keeps that JSON, without its privateInfo."""
+    quoted = {"status": "FAILED", "info": {"publicInfo": {"a": 1}, "privateInfo": {"pw": SECRET}}}
+    adapter.post("/v1/provision").mock(
+        return_value=httpx.Response(500, json={"error": json.dumps(quoted)})
+    )
+
+    with pytest.raises(AdapterError) as caught:
+        await client.start(ENDPOINT, request())
+
+    assert json.loads(caught.value.detail["error"]) == {
+        "status": "FAILED",
+        "info": {"publicInfo": {"a": 1}},
+    }
+    assert SECRET not in repr(caught.value.detail)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(f"provision failed: {{'privateInfo': {{'pw': '{SECRET}'}}}}", id="repr"),
+        pytest.param(f'failed with {{"privateInfo": "{SECRET}"}} attached', id="json-in-text"),
+        pytest.param(f'{{"privateInfo": "{SECRET}", broken', id="broken-json"),
+    ],
+)
+async def test_a_text_that_mentions_private_info_is_withheld(
+    client: TechAdapterClient, adapter: respx.MockRouter, text: str
+) -> None:
+    """Text that cannot be cleaned (a Python repr, JSON inside a sentence) is withheld whole,
+    from the stored fields and from the message."""
+    adapter.post("/v1/provision").mock(
+        return_value=httpx.Response(400, json={"userMessage": text, "errors": ["kept"]})
+    )
+
+    with pytest.raises(AdapterError) as caught:
+        await client.start(ENDPOINT, request())
+
+    assert caught.value.detail["userMessage"] == "(withheld: it mentions privateInfo)"
+    assert caught.value.detail["errors"] == ["kept"]
+    assert SECRET not in repr(caught.value.detail)
+
+
+async def test_a_failed_status_keeps_no_private_info_in_its_error_or_logs(
+    client: TechAdapterClient, adapter: respx.MockRouter
+) -> None:
+    """FAILED with privateInfo quoted in ``result`` and in ERROR logs: shown without it; the
+    answer's own privateInfo is still returned for the adapters."""
+    logs = [
+        {"timestamp": "t", "level": "ERROR", "message": json.dumps({"privateInfo": SECRET})},
+        {"timestamp": "t", "level": "ERROR", "message": f"privateInfo={SECRET}"},
+    ]
+    adapter.post("/v1/provision").mock(
+        return_value=status(
+            "FAILED",
+            result=json.dumps({"why": "quota", "privateInfo": {"pw": SECRET}}),
+            info={"publicInfo": {"privateInfo": SECRET}, "privateInfo": {"pw": "kept"}},
+            logs=logs,
+        )
+    )
+
+    result = await client.start(ENDPOINT, request())
+
+    assert isinstance(result, ProvisioningResult)
+    assert SECRET not in repr((result.error, result.logs, result.public_info))
+    assert result.error is not None
+    assert result.error["result"] == '{"why": "quota"}'
+    assert result.private_info == {"pw": "kept"}
+
+
+async def test_an_unreadable_body_mentioning_private_info_is_withheld(
+    client: TechAdapterClient, adapter: respx.MockRouter
+) -> None:
+    """A 200 that is not JSON but mentions privateInfo is not quoted in the error."""
+    adapter.post("/v1/provision").mock(
+        return_value=httpx.Response(200, text=f"status=COMPLETED privateInfo={SECRET}")
+    )
+
+    with pytest.raises(AdapterError, match="unreadable answer") as caught:
+        await client.start(ENDPOINT, request())
+
+    assert caught.value.detail["body"] == "(the body is withheld: it mentions privateInfo)"
+    assert SECRET not in caught.value.message
+
+
+# --- untrusted answers: values that cannot be stored, sizes ----------------------------------
+
+
+def nested(depth: int) -> str:
+    """An answer whose containers are nested ``depth`` deep, publicInfo's among them."""
+    inner = "{}" if depth <= 3 else "[" * (depth - 3) + "]" * (depth - 3)
+    return f'{{"status": "COMPLETED", "info": {{"publicInfo": {{"deep": {inner}}}}}}}'
+
+
+@pytest.mark.parametrize(
+    ("public_info", "reason"),
+    [
+        pytest.param('{"size": 1e400}', "info.publicInfo.size: the number 1e400 is out of range"),
+        pytest.param(
+            '{"size": -1E+999}', "info.publicInfo.size: the number -1E+999 is out of range"
+        ),
+        pytest.param('{"x": NaN}', "info.publicInfo.x: NaN is not a JSON number"),
+        pytest.param(
+            '{"x": [1, -Infinity]}', "info.publicInfo.x[1]: -Infinity is not a JSON number"
+        ),
+        pytest.param(
+            '{"name": "a\\u0000b"}', "info.publicInfo.name: the text holds a NUL character"
+        ),
+        pytest.param('{"a\\u0000": 1}', "info.publicInfo.a?: the key holds a NUL character"),
+        pytest.param(
+            '{"name": "\\ud800"}', "info.publicInfo.name: the text holds a lone surrogate"
+        ),
+    ],
+)
+async def test_an_answer_that_cannot_be_stored_is_an_adapter_error(
+    client: TechAdapterClient, adapter: respx.MockRouter, public_info: str, reason: str
+) -> None:
+    """Values neither database (nor the API's encoder) can hold fail the call, naming where;
+    the answer's privateInfo is not in the error."""
+    body = (
+        '{"status": "COMPLETED", "info": {"privateInfo": {"pw": "'
+        + SECRET
+        + '"}, "publicInfo": '
+        + public_info
+        + "}}"
+    )
+    adapter.post("/v1/provision").mock(return_value=httpx.Response(200, content=body.encode()))
+
+    with pytest.raises(AdapterError) as caught:
+        await client.start(ENDPOINT, request())
+
+    assert caught.value.message.startswith(
+        f"{TEMPLATE} gave an invalid answer to POST /v1/provision: the answer cannot be stored ("
+        f"{reason}"
+    )
+    assert not isinstance(caught.value, AdapterTransientError)
+    assert SECRET not in repr(caught.value.detail)
+
+
+async def test_nesting_up_to_the_descriptor_limit_is_accepted(
+    client: TechAdapterClient, adapter: respx.MockRouter
+) -> None:
+    """64 levels of containers, the answer's own included, are read."""
+    adapter.post("/v1/provision").mock(
+        return_value=httpx.Response(200, content=nested(64).encode())
+    )
+
+    result = await client.start(ENDPOINT, request())
+
+    assert isinstance(result, ProvisioningResult)
+    assert result.succeeded
+
+
+@pytest.mark.parametrize("depth", [65, 100_000])
+async def test_nesting_beyond_the_limit_is_an_adapter_error(
+    client: TechAdapterClient, adapter: respx.MockRouter, depth: int
+) -> None:
+    """65 levels, or enough to exhaust the JSON decoder's recursion: refused, not a crash."""
+    adapter.post("/v1/provision").mock(
+        return_value=httpx.Response(200, content=nested(depth).encode())
+    )
+
+    with pytest.raises(AdapterError, match="nested deeper than 64 levels"):
+        await client.start(ENDPOINT, request())
+
+
+async def chunks(body: bytes, size: int = 4096) -> AsyncIterator[bytes]:
+    """``body`` streamed in pieces, with no Content-Length."""
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+LIMITED = ClientPolicy(max_answer_bytes=64 * 1024, max_connections=8, poll_initial_seconds=0.001)
+BIG_LOGS = [{"timestamp": "t", "level": "INFO", "message": "m" * 1000}] * 100
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(lambda: status("COMPLETED", logs=BIG_LOGS), id="content-length"),
+        pytest.param(
+            lambda: httpx.Response(
+                200, content=chunks(json.dumps({"status": "COMPLETED", "logs": BIG_LOGS}).encode())
+            ),
+            id="chunked",
+        ),
+        pytest.param(
+            lambda: httpx.Response(
+                200,
+                content=gzip.compress(
+                    json.dumps({"status": "COMPLETED", "logs": BIG_LOGS}).encode()
+                ),
+                headers={"content-encoding": "gzip"},
+            ),
+            id="gzip",
+        ),
+    ],
+)
+async def test_an_answer_over_the_size_limit_is_an_adapter_error(
+    adapter: respx.MockRouter, answer: Callable[[], httpx.Response]
+) -> None:
+    """Over ``max_answer_bytes`` (decompressed), with or without a Content-Length: refused."""
+    adapter.post("/v1/provision").mock(side_effect=lambda _: answer())
+    limited = TechAdapterClient(LIMITED)
+    try:
+        with pytest.raises(AdapterError, match="answer too large") as caught:
+            await limited.start(ENDPOINT, request())
+    finally:
+        await limited.aclose()
+
+    assert caught.value.detail["maxAnswerBytes"] == 64 * 1024
+    assert not isinstance(caught.value, AdapterTransientError)
+
+
+async def test_a_poll_answer_over_the_size_limit_fails_at_once(adapter: respx.MockRouter) -> None:
+    """Too large on a poll is not a transient failure: one poll, then the error."""
+    poll = adapter.get("/v1/provision/tok-1/status").mock(
+        return_value=status("RUNNING", logs=BIG_LOGS)
+    )
+    limited = TechAdapterClient(LIMITED)
+    try:
+        with pytest.raises(AdapterError, match="answer too large"):
+            await limited.wait(ENDPOINT, "tok-1")
+    finally:
+        await limited.aclose()
+
+    assert poll.call_count == 1
+
+
+async def test_an_answer_just_under_the_size_limit_is_read(adapter: respx.MockRouter) -> None:
+    """The limit is on the body: a COMPLETED of 60 KiB is read with a 64 KiB limit."""
+    logs = [{"timestamp": "t", "level": "INFO", "message": "m" * 1000}] * 55
+    adapter.post("/v1/provision").mock(return_value=status("COMPLETED", logs=logs))
+    limited = TechAdapterClient(LIMITED)
+    try:
+        result = await limited.start(ENDPOINT, request())
+    finally:
+        await limited.aclose()
+
+    assert isinstance(result, ProvisioningResult)
+    assert len(result.logs) == 55
 
 
 # --- retries of the provision POST ------------------------------------------------------------

@@ -132,8 +132,10 @@ async def calls(client: httpx.AsyncClient, action: str | None = None) -> dict[st
     return (await client.get("/mock/calls", params=params)).json()  # type: ignore[no-any-return]
 
 
-def assert_request_validation_error(response: httpx.Response, problem: str) -> None:
-    assert response.status_code == 400
+def assert_request_validation_error(
+    response: httpx.Response, problem: str, status_code: int = 400
+) -> None:
+    assert response.status_code == status_code
     body = response.json()
     assert any(problem in error for error in body["errors"]), body
     assert body["userMessage"]
@@ -297,9 +299,9 @@ async def test_async_final_answer_is_repeated_and_counted_once(client: httpx.Asy
     assert (await components(client))[CID]["provisionCount"] == 1
 
 
-async def test_unknown_token_is_a_bad_request(client: httpx.AsyncClient) -> None:
-    """Polling a token the adapter never handed out answers 400."""
-    assert_request_validation_error(await poll(client, "f" * TOKEN_LENGTH), "unknown")
+async def test_unknown_token_is_not_found(client: httpx.AsyncClient) -> None:
+    """Polling a token the adapter never handed out answers 404, with the explanation."""
+    assert_request_validation_error(await poll(client, "f" * TOKEN_LENGTH), "unknown", 404)
 
 
 async def test_never_finish_keeps_the_token_running(
@@ -313,13 +315,13 @@ async def test_never_finish_keeps_the_token_running(
 
 
 async def test_forget_tokens_makes_earlier_tokens_unknown(client: httpx.AsyncClient) -> None:
-    """After forget-tokens, polling an earlier token answers 400, as after an adapter restart."""
+    """After forget-tokens, polling an earlier token answers 404, as after an adapter restart."""
     token = (await provision(client, request_for(mode="async"))).json()
 
     forgotten = await client.post("/mock/forget-tokens")
 
     assert forgotten.json() == {"forgotten": 1}
-    assert_request_validation_error(await poll(client, token), "unknown")
+    assert_request_validation_error(await poll(client, token), "unknown", 404)
 
 
 async def test_forget_tokens_ends_unfinished_operations(client: httpx.AsyncClient) -> None:
@@ -442,6 +444,23 @@ async def test_garbage_answers_200_with_a_body_that_is_not_json(
     assert (await components(client))[CID]["provisioned"] is False
 
 
+async def test_public_info_json_is_sent_verbatim_beside_the_private_info(
+    client: httpx.AsyncClient,
+) -> None:
+    """publicInfoJson is the COMPLETED answer's publicInfo as raw text, numbers no serializer
+    writes and escapes included; privateInfo and the rest of the answer stay."""
+    raw = '{"size": 1e400, "name": "a\\u0000b"}'
+    response = await provision(client, request_for(publicInfoJson=raw))
+
+    assert response.status_code == 200
+    assert response.content.endswith(b',"publicInfo":' + raw.encode() + b"}}")
+    body = response.json()
+    assert body["status"] == "COMPLETED"
+    assert body["info"]["publicInfo"] == {"size": float("inf"), "name": "a\x00b"}
+    assert body["info"]["privateInfo"] == {"mockSecret": f"secret-{CID}"}
+    assert (await components(client))[CID]["provisioned"] is True
+
+
 # --- bad requests ----------------------------------------------------------------------------
 
 
@@ -503,6 +522,7 @@ async def test_malformed_provisioning_request_is_a_bad_request(
         ({"validationStatus": "DONE"}, "specific.mock.validationStatus"),
         ({"aclFail": "yes"}, "specific.mock.aclFail"),
         ({"aclMode": "later"}, "specific.mock.aclMode"),
+        ({"publicInfoJson": {"a": 1}}, "specific.mock.publicInfoJson"),
         ({"latencyMS": 5}, "specific.mock.latencyMS: unknown knob"),
     ],
 )
@@ -584,11 +604,11 @@ async def test_validate_v2_with_a_2_1_0_validation_request(client: httpx.AsyncCl
     assert (await calls(client, "validate"))["calls"][0]["componentId"] == CID
 
 
-async def test_validate_v2_unknown_token_is_a_bad_request(client: httpx.AsyncClient) -> None:
-    """Polling an unknown validation token answers 400."""
+async def test_validate_v2_unknown_token_is_not_found(client: httpx.AsyncClient) -> None:
+    """Polling an unknown validation token answers 404."""
     response = await client.get(f"/v2/validate/{'0' * TOKEN_LENGTH}/status")
 
-    assert_request_validation_error(response, "unknown")
+    assert_request_validation_error(response, "unknown", 404)
 
 
 async def test_validate_answers_every_reason_of_an_invalid_list(
@@ -923,7 +943,7 @@ async def test_forget_tokens_forgets_updateacl_tokens(client: httpx.AsyncClient)
     token = (await client.post("/v1/updateacl", json=acl_body([], descriptor=descriptor))).json()
 
     assert (await client.post("/mock/forget-tokens")).json() == {"forgotten": 1}
-    assert_request_validation_error(await poll(client, token), "unknown")
+    assert_request_validation_error(await poll(client, token), "unknown", 404)
 
 
 async def test_reverse_provisioning_echoes_params_as_updates(client: httpx.AsyncClient) -> None:
@@ -956,13 +976,13 @@ async def test_reverse_provisioning_without_required_fields_is_a_bad_request(
     assert_request_validation_error(response, "is required")
 
 
-async def test_reverse_provisioning_status_of_unknown_token_is_a_bad_request(
+async def test_reverse_provisioning_status_of_unknown_token_is_not_found(
     client: httpx.AsyncClient,
 ) -> None:
-    """The reverse-provisioning status of a token never handed out answers 400."""
+    """The reverse-provisioning status of a token never handed out answers 404."""
     response = await client.get("/v1/reverse-provisioning/abc/status")
 
-    assert_request_validation_error(response, "unknown")
+    assert_request_validation_error(response, "unknown", 404)
 
 
 # --- what dependencies carried, and the info answered ----------------------------------------

@@ -134,6 +134,31 @@ async def test_the_database_itself_refuses_a_second_active_operation(database: D
         )
 
 
+async def test_a_refused_statement_names_no_parameter_values(database: Database) -> None:
+    """Errors are logged: no engine puts a statement's parameters (privateInfo, in the tasks
+    table) in its exception messages."""
+    operation_id = (await submit(database, "u3")).id
+    now = datetime.now(UTC)
+    values = {
+        "id": operation_id,  # taken: the primary key refuses the row
+        "type": "DEPLOY",
+        "deployment_unit_id": "u4",
+        "environment": "development",
+        "version": "s3cret",
+        "status": "SUCCEEDED",
+        "remove_data": False,
+        "cancel_requested": False,
+        "fencing": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate") as caught:
+        await database.transaction(lambda conn: conn.execute(insert(operations).values(**values)))
+
+    assert "s3cret" not in str(caught.value)
+    assert "parameters hidden" in str(caught.value)
+
+
 async def test_an_operation_is_claimed_by_one_owner_and_fenced_after_a_takeover(
     database: Database,
 ) -> None:

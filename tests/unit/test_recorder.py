@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 import pytest
+import structlog
 
 from provisioner.domain.status import OperationType
 from provisioner.engine.ports import Event, Fence, OperationHeader, StateWrite
@@ -99,3 +100,20 @@ async def test_a_write_the_database_refuses_fails_alone() -> None:
     assert results[2] is None
     assert isinstance(results[1], RuntimeError)
     assert markers(store) == ["kept", "kept too"]
+
+
+async def test_a_refused_write_is_logged_without_the_database_s_message() -> None:
+    """A database's message may quote the refused row (PostgreSQL: "Failing row contains
+    (...)"), privateInfo with it: the log line names the error's type, with no traceback."""
+    store = FakeStore()
+    store.failures = [RuntimeError('Failing row contains (null, {"privateInfo": "s3cret"})')]
+    recorder = Recorder(store, lease_seconds=30)
+    recorder.start()
+    with structlog.testing.capture_logs() as logs, pytest.raises(RuntimeError):
+        await recorder.write(write("op", "refused"))
+    await recorder.close()
+
+    [line] = [entry for entry in logs if entry["event"] == "state_write_failed"]
+    assert line["error_type"] == "RuntimeError"
+    assert "exc_info" not in line
+    assert "s3cret" not in repr(logs)

@@ -1,11 +1,14 @@
 """The coordinator side of the Tech Adapter API 2.2.0, over httpx.
 
-Every failure ends as an ``AdapterError`` whose ``detail`` is stored on the task: the status
-code, the adapter's ``userMessage``/``errors``, ``moreInfo`` problems and solutions. Transient
-faults are retried with bounded backoff; a provision or unprovision POST is repeated only when
-the adapter cannot have processed it (the connection was refused, or it answered 503). Status
-polls grow their interval and tolerate a bounded number of consecutive failures; a COMPLETED is
-believed only from a 200 answer to the POST itself or to a poll of a token the adapter gave.
+Every failure ends as an ``AdapterError`` whose ``detail`` is stored on the task (see
+``failures``): the status code, the adapter's ``userMessage``/``errors``/``detail``, ``moreInfo``
+problems and solutions. Answers are untrusted: a body is read up to ``max_answer_bytes``, and
+its data must be strict JSON that can be stored (``reading``), or the call fails, that task
+alone. Transient faults are retried with bounded backoff; a provision or unprovision POST is
+repeated only when the adapter cannot have processed it (the connection was refused, or it
+answered 503). Status polls grow their interval and tolerate a bounded number of consecutive
+failures (``_poll_once`` says which); a COMPLETED is believed only from a 200 answer to the POST
+itself or to a poll of a token the adapter gave.
 """
 
 from __future__ import annotations
@@ -19,18 +22,34 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import ValidationError
 
+from provisioner.adapters.failures import (
+    answer_error,
+    error_body,
+    gave_up,
+    one_line,
+    protocol_error,
+    shown,
+    too_large,
+    transport_error,
+    unreadable_reason,
+)
 from provisioner.adapters.pool import ShardedClient
+from provisioner.adapters.reading import (
+    Answer,
+    AnswerTooLargeError,
+    UnstorableAnswerError,
+    load_answer,
+    read_answer,
+)
 from provisioner.adapters.wire import (
-    WireError,
     WireProvisioningStatus,
     WireReverseProvisioningStatus,
     WireValidationResult,
     WireValidationStatus,
     decode_token,
 )
-from provisioner.domain.privacy import PRIVATE_KEY, without_private
+from provisioner.domain.privacy import without_private
 from provisioner.domain.status import TaskAction
 from provisioner.engine.ports import (
     JSON,
@@ -44,11 +63,16 @@ from provisioner.errors import AdapterError, AdapterTransientError
 _JSON_HEADERS = {"content-type": "application/json", "accept": "application/json, text/plain"}
 Body = tuple[bytes, ...]
 _PATHS = {TaskAction.PROVISION: "/v1/provision", TaskAction.UNPROVISION: "/v1/unprovision"}
+MiB = 1024 * 1024
+# Poll answers that say "not now" rather than "never": 404 is what an adapter that restarted and
+# forgot the token (or a replica of it that never had the token) answers; the others ask the
+# caller to come back later.
+_POLL_AGAIN_STATUSES = frozenset({404, 408, 425, 429})
 
 
 @dataclass(frozen=True, slots=True)
 class ClientPolicy:
-    """Retry, polling and connection settings."""
+    """Retry, polling, connection and answer-size settings."""
 
     retry_attempts: int = 5
     retry_max_seconds: float = 30.0
@@ -59,6 +83,7 @@ class ClientPolicy:
     connect_timeout_seconds: float = 10.0
     poll_timeout_seconds: float = 30.0
     max_connections: int = 64
+    max_answer_bytes: int = 16 * MiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,20 +124,18 @@ class TechAdapterClient:
     ) -> ProvisioningResult | Accepted:
         """POST the request; a 200 is the result, a 202 a token to poll."""
         path = _PATHS[request.action]
-        response = await self._post(endpoint, path, _provisioning_body(request))
-        if response.status_code == 202:
-            token = decode_token(response.text)
+        answer = await self._post(endpoint, path, _provisioning_body(request))
+        if answer.status_code == 202:
+            token = decode_token(answer.text)
             if token is None:
-                raise _protocol_error(
-                    endpoint, "POST", path, response, "202 without a usable token"
-                )
+                raise protocol_error(endpoint, "POST", path, answer, "202 without a usable token")
             return Accepted(token)
-        if response.status_code == 200:
-            status = _parse_status(endpoint, "POST", path, response)
+        if answer.status_code == 200:
+            status = _parse_status(endpoint, "POST", path, answer)
             if status.status == "RUNNING":
-                raise _protocol_error(endpoint, "POST", path, response, "RUNNING without a token")
+                raise protocol_error(endpoint, "POST", path, answer, "RUNNING without a token")
             return _result(status)
-        raise _answer_error(endpoint, "POST", path, response)
+        raise _error(endpoint, "POST", path, answer)
 
     async def wait(self, endpoint: AdapterEndpoint, token: str) -> ProvisioningResult:
         """Poll ``GET /v1/provision/{token}/status`` until COMPLETED or FAILED."""
@@ -128,17 +151,17 @@ class TechAdapterClient:
         """``/v1/validate``, or ``/v2/validate`` with polling for adapters that ask for it."""
         body = _provisioning_body(request)
         if not endpoint.async_validation:
-            response = await self._post(endpoint, "/v1/validate", body, idempotent=True)
-            if response.status_code != 200:
-                raise _answer_error(endpoint, "POST", "/v1/validate", response)
-            result = _parse(endpoint, "POST", "/v1/validate", response, WireValidationResult)
+            answer = await self._post(endpoint, "/v1/validate", body, idempotent=True)
+            if answer.status_code != 200:
+                raise _error(endpoint, "POST", "/v1/validate", answer)
+            result = _parse(endpoint, "POST", "/v1/validate", answer, WireValidationResult)
             return _validation(result)
-        response = await self._post(endpoint, "/v2/validate", body, idempotent=True)
-        if response.status_code != 202:
-            raise _answer_error(endpoint, "POST", "/v2/validate", response)
-        token = decode_token(response.text)
+        answer = await self._post(endpoint, "/v2/validate", body, idempotent=True)
+        if answer.status_code != 202:
+            raise _error(endpoint, "POST", "/v2/validate", answer)
+        token = decode_token(answer.text)
         if token is None:
-            raise _protocol_error(endpoint, "POST", "/v2/validate", response, "no usable token")
+            raise protocol_error(endpoint, "POST", "/v2/validate", answer, "no usable token")
         status = await self._poll(
             endpoint, f"/v2/validate/{quote(token, safe='')}/status", WireValidationStatus
         )
@@ -152,34 +175,38 @@ class TechAdapterClient:
     ) -> ProvisioningResult:
         """``/v1/updateacl`` with the ``provisionInfo`` of the component's last provision."""
         body = json.dumps({"refs": refs, "provisionInfo": {"request": request, "result": result}})
-        response = await self._post(endpoint, "/v1/updateacl", body.encode())
-        if response.status_code == 202:
-            token = decode_token(response.text)
+        answer = await self._post(endpoint, "/v1/updateacl", body.encode())
+        if answer.status_code == 202:
+            token = decode_token(answer.text)
             if token is None:
-                raise _protocol_error(endpoint, "POST", "/v1/updateacl", response, "no token")
+                raise protocol_error(endpoint, "POST", "/v1/updateacl", answer, "no token")
             return await self.wait(endpoint, token)
-        if response.status_code != 200:
-            raise _answer_error(endpoint, "POST", "/v1/updateacl", response)
-        return _result(_parse_status(endpoint, "POST", "/v1/updateacl", response))
+        if answer.status_code != 200:
+            raise _error(endpoint, "POST", "/v1/updateacl", answer)
+        return _result(_parse_status(endpoint, "POST", "/v1/updateacl", answer))
 
     async def reverse_provision(
         self, endpoint: AdapterEndpoint, body: JSON
     ) -> ReverseProvisioningOutcome:
         """``/v1/reverse-provisioning``, polling its status when answered 202."""
         path = "/v1/reverse-provisioning"
-        response = await self._post(endpoint, path, json.dumps(body).encode(), idempotent=True)
-        if response.status_code == 202:
-            token = decode_token(response.text)
+        answer = await self._post(endpoint, path, json.dumps(body).encode(), idempotent=True)
+        if answer.status_code == 202:
+            token = decode_token(answer.text)
             if token is None:
-                raise _protocol_error(endpoint, "POST", path, response, "no usable token")
+                raise protocol_error(endpoint, "POST", path, answer, "no usable token")
             status = await self._poll(
                 endpoint, f"{path}/{quote(token, safe='')}/status", WireReverseProvisioningStatus
             )
-        elif response.status_code == 200:
-            status = _parse(endpoint, "POST", path, response, WireReverseProvisioningStatus)
+        elif answer.status_code == 200:
+            status = _parse(endpoint, "POST", path, answer, WireReverseProvisioningStatus)
         else:
-            raise _answer_error(endpoint, "POST", path, response)
-        return ReverseProvisioningOutcome(status.status == "COMPLETED", status.updates, status.logs)
+            raise _error(endpoint, "POST", path, answer)
+        return ReverseProvisioningOutcome(
+            status.status == "COMPLETED",
+            without_private(status.updates),
+            without_private(status.logs, withhold_mentions=True),
+        )
 
     # --- transport --------------------------------------------------------------------------
 
@@ -202,6 +229,22 @@ class TechAdapterClient:
             self._clients[key] = client
         return client
 
+    async def _send(
+        self,
+        client: ShardedClient,
+        endpoint: AdapterEndpoint,
+        method: str,
+        path: str,
+        **kwargs: Any,
+    ) -> Answer:
+        """One request, its answer read whole but never beyond ``max_answer_bytes``."""
+        limit = self._policy.max_answer_bytes
+        async with client.stream(method, path, **kwargs) as response:
+            try:
+                return await read_answer(response, limit=limit)
+            except AnswerTooLargeError as exc:
+                raise too_large(endpoint, method, path, exc) from None
+
     async def _post(
         self,
         endpoint: AdapterEndpoint,
@@ -209,7 +252,7 @@ class TechAdapterClient:
         body: Body | bytes,
         *,
         idempotent: bool = False,
-    ) -> httpx.Response:
+    ) -> Answer:
         """POST with bounded retries of what cannot have been processed (or is idempotent).
 
         A body given as parts is streamed with its Content-Length: the parts shared between
@@ -221,17 +264,17 @@ class TechAdapterClient:
         deadline = time.monotonic() + self._policy.retry_max_seconds
         for attempt in range(1, self._policy.retry_attempts + 1):
             try:
-                response = await client.request(
-                    "POST", path, content=_stream(parts), headers=headers
+                answer = await self._send(
+                    client, endpoint, "POST", path, content=_stream(parts), headers=headers
                 )
             except httpx.HTTPError as exc:
-                failure: AdapterError = _transport_error(
+                failure: AdapterError = transport_error(
                     endpoint, "POST", path, exc, idempotent=idempotent
                 )
             else:
-                if response.status_code not in (502, 503, 504):
-                    return response
-                failure = _answer_error(endpoint, "POST", path, response)
+                if answer.status_code not in (502, 503, 504):
+                    return answer
+                failure = _error(endpoint, "POST", path, answer)
             # Send again only what the adapter cannot have acted on, or what is harmless twice.
             repeatable = isinstance(failure, AdapterTransientError) and (
                 failure.not_processed or idempotent
@@ -252,20 +295,56 @@ class TechAdapterClient:
             await asyncio.sleep(interval)
             interval = min(interval * policy.poll_multiplier, policy.poll_max_seconds)
             try:
-                response = await client.request(
-                    "GET", path, headers=_JSON_HEADERS, timeout=policy.poll_timeout_seconds
-                )
-                if response.status_code != 200:
-                    raise _answer_error(endpoint, "GET", path, response)
-                status = _parse(endpoint, "GET", path, response, model)
-            except (httpx.HTTPError, AdapterError) as exc:
+                status = await self._poll_once(client, endpoint, path, model)
+            except AdapterTransientError as exc:
                 failures += 1
                 if failures >= policy.poll_error_budget:
-                    raise _gave_up(endpoint, path, failures, exc) from exc
+                    raise gave_up(endpoint, path, failures, exc) from exc
                 continue
             failures = 0
             if status.status != "RUNNING":
                 return status
+
+    async def _poll_once(
+        self, client: ShardedClient, endpoint: AdapterEndpoint, path: str, model: type[Any]
+    ) -> Any:
+        """One status poll: the status read, ``AdapterTransientError`` for a failed poll that
+        counts against the budget, ``AdapterError`` for an answer that ends the task at once.
+
+        Counted: no answer (connection error, timeout); 5xx; 404, 408, 425 and 429; any other
+        4xx without an error body the adapter wrote (a proxy's page, an empty body); a body
+        that is not a readable status (a proxy's page on a 200). At once: any other 4xx with the
+        adapter's own explanation (it is telling why polling is wrong), an answer too large,
+        and a readable status holding values that cannot be stored (the next poll would say it
+        again).
+        """
+        try:
+            answer = await self._send(
+                client,
+                endpoint,
+                "GET",
+                path,
+                headers=_JSON_HEADERS,
+                timeout=self._policy.poll_timeout_seconds,
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(endpoint, "GET", path, exc) from exc
+        if answer.status_code != 200:
+            body = error_body(answer.content)
+            error = answer_error(endpoint, "GET", path, answer, body)
+            code = answer.status_code
+            if 400 <= code < 500 and code not in _POLL_AGAIN_STATUSES and body is not None:
+                raise error
+            raise AdapterTransientError(error.message, detail=error.detail)
+        try:
+            return model.model_validate(load_answer(answer.content))
+        except UnstorableAnswerError as exc:
+            raise _unstorable(endpoint, "GET", path, answer, exc) from None
+        except ValueError as exc:  # not JSON, or not the status model
+            error = protocol_error(
+                endpoint, "GET", path, answer, f"unreadable answer ({unreadable_reason(exc)})"
+            )
+            raise AdapterTransientError(error.message, detail=error.detail) from None
 
 
 def _provisioning_body(request: AdapterRequest) -> Body:
@@ -287,159 +366,62 @@ async def _stream(body: Body) -> AsyncIterator[bytes]:
 
 
 def _result(status: WireProvisioningStatus) -> ProvisioningResult:
+    """The engine's result; what users will see (public info, logs, errors) has no privateInfo."""
     info = status.info
-    public = info.public_info if info else None
+    public = without_private(info.public_info) if info else None
     private = info.private_info if info else None
+    logs: list[JSON] = without_private(status.logs, withhold_mentions=True)
     if status.status == "COMPLETED":
-        return ProvisioningResult(True, public, private, status.logs)
-    errors = [
-        str(log.get("message"))
-        for log in status.logs
-        if str(log.get("level", "")).upper() == "ERROR" and log.get("message")
-    ]
+        return ProvisioningResult(True, public, private, logs)
+    errors: list[str] = shown(
+        [
+            one_line(str(log.get("message")))
+            for log in logs
+            if str(log.get("level", "")).upper() == "ERROR" and log.get("message")
+        ]
+    )
+    result = one_line(shown(status.result)) if status.result else None
     error: JSON = {
-        "message": "the Tech Adapter reported FAILED"
-        + (f": {status.result}" if status.result else "")
+        "message": "the Tech Adapter reported FAILED" + (f": {result}" if result else "")
     }
-    if status.result:
-        error["result"] = status.result
+    if result:
+        error["result"] = result
     if errors:
         error["errors"] = errors
-    return ProvisioningResult(False, public, private, status.logs, error)
+    return ProvisioningResult(False, public, private, logs, error)
 
 
 def _validation(result: WireValidationResult) -> ValidationOutcome:
     errors = list(result.error.errors or []) if result.error else []
-    return ValidationOutcome(result.valid, errors)
+    return ValidationOutcome(result.valid, shown(errors))
 
 
 def _parse(
-    endpoint: AdapterEndpoint, method: str, path: str, response: httpx.Response, model: type[Any]
+    endpoint: AdapterEndpoint, method: str, path: str, answer: Answer, model: type[Any]
 ) -> Any:
-    """Strict JSON (no NaN or Infinity: nothing could store them), then the wire model."""
+    """Strict, storable JSON (``load_answer``), then the wire model."""
     try:
-        data = json.loads(response.content, parse_constant=_not_json)
-        return model.model_validate(data)
-    except ValueError as exc:  # JSONDecodeError, ValidationError, a non-finite number
-        if isinstance(exc, ValidationError):
-            errors = exc.errors()
-            reason = errors[0].get("msg", "invalid body") if errors else "invalid body"
-        else:
-            reason = str(exc).splitlines()[0]
-        raise _protocol_error(
-            endpoint, method, path, response, f"unreadable answer ({reason})"
+        return model.model_validate(load_answer(answer.content))
+    except UnstorableAnswerError as exc:
+        raise _unstorable(endpoint, method, path, answer, exc) from None
+    except ValueError as exc:  # not JSON, or not the model
+        raise protocol_error(
+            endpoint, method, path, answer, f"unreadable answer ({unreadable_reason(exc)})"
         ) from None
 
 
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not a JSON number")
-
-
 def _parse_status(
-    endpoint: AdapterEndpoint, method: str, path: str, response: httpx.Response
+    endpoint: AdapterEndpoint, method: str, path: str, answer: Answer
 ) -> WireProvisioningStatus:
-    status: WireProvisioningStatus = _parse(
-        endpoint, method, path, response, WireProvisioningStatus
-    )
+    status: WireProvisioningStatus = _parse(endpoint, method, path, answer, WireProvisioningStatus)
     return status
 
 
-def _base_detail(endpoint: AdapterEndpoint, method: str, path: str) -> JSON:
-    return {"adapter": endpoint.infrastructure_template_id, "request": f"{method} {path}"}
-
-
-def _answer_error(
-    endpoint: AdapterEndpoint, method: str, path: str, response: httpx.Response
+def _unstorable(
+    endpoint: AdapterEndpoint, method: str, path: str, answer: Answer, exc: ValueError
 ) -> AdapterError:
-    """An error answer (4xx, 5xx): the adapter's own explanation where it gives one."""
-    detail = _base_detail(endpoint, method, path)
-    detail["statusCode"] = response.status_code
-    try:
-        body = WireError.model_validate_json(response.content)
-    except ValidationError:
-        body = None
-        if response.content:
-            detail["body"] = _shown_body(response)
-    summary = None
-    if body is not None:
-        detail.update(body.detail())
-        summary = body.summary()
-    message = (
-        f"{endpoint.infrastructure_template_id} answered {response.status_code} to {method} {path}"
-    )
-    if summary:
-        message += f": {summary}"
-    if response.status_code in (502, 503, 504):
-        return AdapterTransientError(
-            message, detail=detail, not_processed=response.status_code == 503
-        )
-    return AdapterError(message, detail=detail)
+    return protocol_error(endpoint, method, path, answer, f"the answer cannot be stored ({exc})")
 
 
-def _protocol_error(
-    endpoint: AdapterEndpoint, method: str, path: str, response: httpx.Response, what: str
-) -> AdapterError:
-    detail = _base_detail(endpoint, method, path)
-    detail["statusCode"] = response.status_code
-    detail["contentType"] = response.headers.get("content-type")
-    detail["body"] = _shown_body(response)
-    return AdapterError(
-        f"{endpoint.infrastructure_template_id} gave an invalid answer to {method} {path}: {what}",
-        detail=detail,
-    )
-
-
-def _shown_body(response: httpx.Response, *, limit: int = 2000) -> str:
-    """An answer's body for an error report, without any ``privateInfo`` in it.
-
-    Errors are stored and shown by the API, which never shows adapters' private info: a JSON
-    body is shown without it; another body that mentions it is withheld.
-    """
-    try:
-        data = json.loads(response.content)
-    except ValueError:
-        text = response.text
-        if PRIVATE_KEY.lower() in text.lower():
-            return "(the body is withheld: it mentions privateInfo)"
-        return text[:limit]
-    return json.dumps(without_private(data), ensure_ascii=False)[:limit]
-
-
-def _transport_error(
-    endpoint: AdapterEndpoint,
-    method: str,
-    path: str,
-    exc: httpx.HTTPError,
-    *,
-    idempotent: bool = True,
-) -> AdapterTransientError:
-    """A failure on the wire: before the connection was made (the adapter cannot have seen
-    the request), or after (it may have)."""
-    detail = _base_detail(endpoint, method, path)
-    detail["cause"] = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        return AdapterTransientError(
-            f"cannot reach {endpoint.infrastructure_template_id} at {endpoint.url} "
-            f"({type(exc).__name__}: {exc})",
-            detail=detail,
-            not_processed=True,
-        )
-    message = (
-        f"{endpoint.infrastructure_template_id} connection failed during {method} {path} "
-        f"({type(exc).__name__})"
-    )
-    if not idempotent:
-        message += "; the adapter may have received the request, so it was not sent again"
-    return AdapterTransientError(message, detail=detail, not_processed=False)
-
-
-def _gave_up(endpoint: AdapterEndpoint, path: str, failures: int, exc: Exception) -> AdapterError:
-    last = exc.message if isinstance(exc, AdapterError) else f"{type(exc).__name__}: {exc}"
-    detail = _base_detail(endpoint, "GET", path)
-    detail["consecutiveFailures"] = failures
-    detail["lastError"] = last
-    return AdapterError(
-        f"lost track of the operation at {endpoint.infrastructure_template_id}: {failures} "
-        f"status polls failed in a row (last: {last})",
-        detail=detail,
-    )
+def _error(endpoint: AdapterEndpoint, method: str, path: str, answer: Answer) -> AdapterError:
+    return answer_error(endpoint, method, path, answer, error_body(answer.content))

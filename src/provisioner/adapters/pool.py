@@ -10,7 +10,8 @@ eight connections took 0.27 s. Each request goes to the least busy pool.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -53,11 +54,15 @@ class ShardedClient:
         ]
         self._busy = [0] * shards
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    @asynccontextmanager
+    async def stream(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+        """Send a request on the least busy shard; the body is read by the caller, as it wants
+        (the adapter client bounds how much it reads)."""
         index = min(range(len(self._busy)), key=self._busy.__getitem__)
         self._busy[index] += 1
         try:
-            return await self._clients[index].request(method, url, **kwargs)
+            async with self._clients[index].stream(method, url, **kwargs) as response:
+                yield response
         finally:
             self._busy[index] -= 1
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
 Status = Literal["RUNNING", "COMPLETED", "FAILED"]
 
@@ -44,7 +51,13 @@ class WireMoreInfo(_Lenient):
 
 
 class WireError(_Lenient):
-    """``RequestValidationError``, ``SystemError`` and the 2.1.0 ``ValidationError`` at once."""
+    """Every error body adapters send, read at once: ``RequestValidationError``, ``SystemError``,
+    the 2.1.0 ``ValidationError`` and FastAPI's own ``{"detail": ...}`` (a 404 of an unknown
+    route, a 422 of a body its models refuse).
+
+    A field of an unexpected type is dropped, not the whole body: ``errors`` as one string must
+    not lose the ``userMessage`` beside it.
+    """
 
     errors: list[str] | None = None
     error: str | None = None
@@ -52,28 +65,64 @@ class WireError(_Lenient):
     input: str | None = None
     input_error_field: str | None = Field(default=None, alias="inputErrorField")
     more_info: WireMoreInfo | None = Field(default=None, alias="moreInfo")
+    fastapi_detail: str | list[str] | None = Field(default=None, alias="detail")
 
-    def detail(self) -> dict[str, Any]:
-        """The fields worth storing on a failed task, in the spec's names."""
+    @field_validator("fastapi_detail", mode="before")
+    @classmethod
+    def _fastapi_detail(cls, value: object) -> object:
+        """``detail`` is a string, or a list of ``{loc, msg, type}``: one line per item."""
+        if isinstance(value, list):
+            return [line for line in (_detail_line(item) for item in value) if line]
+        return value
+
+    @field_validator("*", mode="wrap")
+    @classmethod
+    def _drop_invalid(cls, value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        try:
+            return handler(value)
+        except ValidationError:
+            return None
+
+    def fields(self) -> dict[str, Any]:
+        """The fields worth storing on a failed task, in the spec's (and FastAPI's) names."""
         return self.model_dump(
             by_alias=True,
             exclude_none=True,
             include={
-                "errors",
-                "error",
-                "user_message",
-                "input",
-                "input_error_field",
-                "more_info",
+                "errors": True,
+                "error": True,
+                "user_message": True,
+                "input": True,
+                "input_error_field": True,
+                # The spec's fields only: what else an adapter puts there (privateInfo) is dropped.
+                "more_info": {"problems", "solutions"},
+                "fastapi_detail": True,
             },
         )
 
-    def summary(self) -> str | None:
-        parts = [self.user_message, self.error, *(self.errors or [])]
-        if self.more_info is not None:
-            parts.extend(self.more_info.problems)
-        text = "; ".join(part for part in parts if part)
-        return text or None
+    def explanations(self) -> list[str]:
+        """The texts that explain the error, each once, in the order a reader wants them."""
+        detail = self.fastapi_detail
+        parts = [
+            self.user_message,
+            self.error,
+            *(self.errors or []),
+            *([detail] if isinstance(detail, str) else detail or []),
+            *(self.more_info.problems if self.more_info is not None else []),
+        ]
+        # Adapters often put the same problem in ``errors`` and in ``moreInfo.problems``.
+        return list(dict.fromkeys(part for part in parts if part))
+
+
+def _detail_line(item: object) -> str | None:
+    """``"body.descriptor: Field required"`` from FastAPI's ``{loc, msg, type}``."""
+    if isinstance(item, str):
+        return item
+    if not isinstance(item, dict) or not isinstance(item.get("msg"), str):
+        return None
+    loc = item.get("loc")
+    where = ".".join(str(part) for part in loc) if isinstance(loc, list) else ""
+    return f"{where}: {item['msg']}" if where else str(item["msg"])
 
 
 class WireValidationResult(_Lenient):

@@ -57,6 +57,7 @@ def client_policy(settings: Settings) -> ClientPolicy:
         ClientPolicy,
         connect_timeout_seconds=settings.adapter_connect_timeout_seconds,
         max_connections=settings.max_concurrency,
+        max_answer_bytes=settings.max_answer_bytes,
     )
 
 

@@ -107,7 +107,13 @@ class Recorder:
                     for pending in batch:
                         await self._commit([pending])
                     return
-                log.exception("state_write_failed", operation_id=batch[0].write.fence.operation_id)
+                # The type only: a database's message may quote the refused row (PostgreSQL's
+                # "Failing row contains (...)"), adapters' privateInfo with it.
+                log.error(
+                    "state_write_failed",
+                    operation_id=batch[0].write.fence.operation_id,
+                    error_type=type(exc).__name__,
+                )
                 if not batch[0].done.done():
                     batch[0].done.set_exception(exc)
                 return

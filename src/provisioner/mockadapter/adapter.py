@@ -172,6 +172,7 @@ class MockTechAdapter:
                 operation.component_id,
                 public_info=behaviour.public_info,
                 private_info=behaviour.private_info,
+                public_info_json=behaviour.public_info_json,
             )
         else:
             answer = answers.completed(operation.action, operation.component_id)
@@ -320,4 +321,7 @@ def _validation_failure(how: CallFailure, component_id: str | None) -> Answer:
 
 
 def _unknown_token(token: str) -> InvalidRequestError:
-    return InvalidRequestError([f"token: {token!r} is unknown"], user_message="Unknown token")
+    """404: the token is not known here (never handed out, or forgotten by a restart)."""
+    return InvalidRequestError(
+        [f"token: {token!r} is unknown"], user_message="Unknown token", status_code=404
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,11 +83,14 @@ def completed(
     *,
     public_info: Mapping[str, Any] | None = None,
     private_info: Mapping[str, Any] | None = None,
+    public_info_json: str | None = None,
 ) -> Answer:
     """ProvisioningStatus COMPLETED with public and private info.
 
     `public_info` and `private_info` (a component's `specific.mock.publicInfo`/`privateInfo`) are
-    merged over the mock's own fields, which they may replace.
+    merged over the mock's own fields, which they may replace. `public_info_json` replaces
+    `publicInfo` with raw JSON text, sent as written: values no serializer writes (`1e400`,
+    `"\\u0000"`), to test how callers cope with them.
     """
     message = f"{action} of {component_id} completed"
     public = {
@@ -100,14 +103,22 @@ def completed(
         public.update(public_info)
     if private_info:
         private.update(private_info)
-    return json_answer(
+    answer = json_answer(
         {
             "status": "COMPLETED",
             "result": message,
-            "info": {"publicInfo": public, "privateInfo": private},
             "logs": [log_entry("INFO", message, action.value)],
+            "info": {
+                "privateInfo": private,
+                **({"publicInfo": public} if public_info_json is None else {}),
+            },
         }
     )
+    if public_info_json is None:
+        return answer
+    # The body ends with the info object's "}}": append the raw publicInfo before them.
+    raw = b',"publicInfo":' + public_info_json.encode()
+    return replace(answer, body=answer.body[:-2] + raw + b"}}")
 
 
 def running(operation: str, component_id: str | None) -> Answer:
@@ -126,8 +137,10 @@ def failed(action: Action, component_id: str) -> Answer:
     )
 
 
-def request_validation_error(problems: Iterable[str], user_message: str) -> Answer:
-    """400 RequestValidationError."""
+def request_validation_error(
+    problems: Iterable[str], user_message: str, status_code: int = 400
+) -> Answer:
+    """RequestValidationError (400, or 404 for an unknown token)."""
     listed = list(problems)
     solutions = ["Correct the request as the problems say and send it again."]
     return json_answer(
@@ -136,7 +149,7 @@ def request_validation_error(problems: Iterable[str], user_message: str) -> Answ
             "userMessage": user_message,
             "moreInfo": {"problems": listed, "solutions": solutions},
         },
-        400,
+        status_code,
     )
 
 

@@ -121,7 +121,7 @@ async def _answer(handler: Handler[_T], argument: _T, call: CallRecord) -> Answe
     try:
         return await handler(argument, call)
     except InvalidRequestError as exc:
-        return answers.request_validation_error(exc.problems, exc.user_message)
+        return answers.request_validation_error(exc.problems, exc.user_message, exc.status_code)
     except Exception:
         _log.exception("mock_adapter_handler_failed", action=call.action.value, seq=call.seq)
         return answers.system_error("Unexpected error in the mock adapter")

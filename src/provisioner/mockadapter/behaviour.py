@@ -100,6 +100,8 @@ class MockBehaviour:
     # Echoed into a COMPLETED provision's info, over the mock's own fields.
     public_info: Mapping[str, Any] | None = None
     private_info: Mapping[str, Any] | None = None
+    # publicInfo as raw JSON text, sent as written (values no serializer writes: 1e400).
+    public_info_json: str | None = None
     validation_latency_ms: float = 0.0
     validation_fail: CallFailure | None = None
     validation_polls: int = 0
@@ -245,6 +247,7 @@ _KNOBS: dict[str, _Knob] = dict(
         ("reset", _Knob("reset", _flag, _FLAG)),
         ("publicInfo", _Knob("public_info", _mapping, "must be a mapping")),
         ("privateInfo", _Knob("private_info", _mapping, "must be a mapping")),
+        ("publicInfoJson", _Knob("public_info_json", _text, "must be a string (JSON text)")),
         ("validationLatencyMs", _Knob("validation_latency_ms", _latency, _LATENCY)),
         _choice("validationFail", "validation_fail", CallFailure),
         ("validationPolls", _Knob("validation_polls", _count, _COUNT)),

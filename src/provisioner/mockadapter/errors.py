@@ -2,6 +2,7 @@
 
     MockAdapterError
     └── InvalidRequestError   the request cannot be served as sent: 400 RequestValidationError
+                              (404 for a token the mock does not know)
 
 Anything else raised inside a handler is a bug of the mock, answered 500 SystemError.
 """
@@ -18,7 +19,10 @@ class MockAdapterError(Exception):
 class InvalidRequestError(MockAdapterError):
     """The request is malformed or asks for nonsense; carries every problem found."""
 
-    def __init__(self, problems: Iterable[str], *, user_message: str) -> None:
+    def __init__(
+        self, problems: Iterable[str], *, user_message: str, status_code: int = 400
+    ) -> None:
         self.problems = tuple(problems)
         self.user_message = user_message
+        self.status_code = status_code
         super().__init__(f"{user_message}: {'; '.join(self.problems)}")

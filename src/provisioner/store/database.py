@@ -13,7 +13,9 @@ Writes are plain synchronous functions of a SQLAlchemy ``Connection`` run in one
 Reads are async, on a pool of their own, so that a status read never waits for a connection
 behind a burst of submissions or engine writes, and in autocommit mode: a read is its
 statements' round trips, with no BEGIN and ROLLBACK around them. Connection failures surface as
-``DatabaseUnavailableError`` so callers can retry or answer 503.
+``DatabaseUnavailableError`` so callers can retry or answer 503. Every engine hides statement
+parameters from its exception messages: they hold adapters' ``privateInfo``, and exceptions are
+logged.
 """
 
 from __future__ import annotations
@@ -55,11 +57,16 @@ class Database:
                 max_overflow=0,
                 pool_timeout=60,
                 pool_reset_on_return=None,
+                hide_parameters=True,
             )
             _configure_sqlite(self._reader.sync_engine, begin=None)
         else:
             self._async_writer = create_async_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_recycle=1800,
+                hide_parameters=True,
             )
             self._reader = create_async_engine(
                 url,
@@ -68,6 +75,7 @@ class Database:
                 pool_recycle=1800,
                 isolation_level="AUTOCOMMIT",
                 pool_reset_on_return=None,
+                hide_parameters=True,
             )
 
     async def transaction(self, work: Callable[[Connection], T]) -> T:
@@ -139,7 +147,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _sqlite_engine(url: Any) -> Engine:
-    engine = create_engine(url, pool_size=1, max_overflow=0, connect_args={"timeout": 30})
+    engine = create_engine(
+        url, pool_size=1, max_overflow=0, connect_args={"timeout": 30}, hide_parameters=True
+    )
     _configure_sqlite(engine, begin="BEGIN IMMEDIATE")
     return engine
 
