@@ -300,7 +300,9 @@ class FakeSubmissions:
         self.submitted.append(new)
         return new.view()
 
-    async def request_cancel(self, operation_id: str, *, now: datetime) -> OperationStatus:
+    async def request_cancel(
+        self, operation_id: str, *, now: datetime, principal: str | None = None
+    ) -> OperationStatus:
         return self.cancels[operation_id]
 
 

@@ -66,6 +66,7 @@ class OperationOut(Schema):
         description="the components asked for, if a subset",
     )
     retry_of: str | None
+    requested_by: str | None = Field(description="who asked: a token's name or a JWT's subject")
     cancel_requested: bool
     error: str | None
     created_at: datetime
@@ -87,6 +88,7 @@ class EventOut(Schema):
     new_status: str
     at: datetime
     detail: dict[str, Any] | None
+    principal: str | None = Field(description="on whose behalf it happened")
 
 
 class EventList(Schema):

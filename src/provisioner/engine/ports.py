@@ -204,6 +204,9 @@ class OperationHeader:
     version: str | None
     remove_data: bool
     created_at: datetime
+    # Who asked for it (an API token's name or a JWT's subject); its events are recorded as
+    # done on their behalf.
+    requested_by: str | None = None
 
 
 @dataclass(slots=True)

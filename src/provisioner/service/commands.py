@@ -73,6 +73,7 @@ class Commands:
         environment: str | None,
         components: Sequence[str] | None,
         document_size: int = 0,
+        principal: str | None = None,
     ) -> OperationView:
         """Validate the descriptor, plan and store a DEPLOY operation; it runs in background."""
         unit, env = read_unit(document, environment, self._directory)
@@ -101,7 +102,9 @@ class Commands:
                 unit, selected=selected, deployed=_deployed(release).keys()
             )
             return NewOperation(
-                header=self._header(OperationType.DEPLOY, unit.id, env, unit.version),
+                header=self._header(
+                    OperationType.DEPLOY, unit.id, env, unit.version, principal=principal
+                ),
                 plan=plan,
                 descriptor_json=descriptor_json,
                 requested_components=selected,
@@ -118,6 +121,7 @@ class Commands:
         environment: str,
         remove_data: bool,
         components: Sequence[str] | None,
+        principal: str | None = None,
     ) -> OperationView:
         """Plan and store an UNDEPLOY of what is deployed (or of ``components``)."""
         selected = _selection(components, "undeploy")
@@ -131,6 +135,7 @@ class Commands:
                     environment,
                     release.version,
                     remove_data=remove_data,
+                    principal=principal,
                 ),
                 plan=self._undeploy_plan(release, selected),
                 requested_components=selected,
@@ -169,14 +174,16 @@ class Commands:
             )
         return plan
 
-    async def cancel(self, operation_id: str) -> OperationView:
+    async def cancel(self, operation_id: str, *, principal: str | None = None) -> OperationView:
         """Cancel an active operation (409 if it already ended)."""
-        status = await self._submissions.request_cancel(operation_id, now=self._clock())
+        status = await self._submissions.request_cancel(
+            operation_id, now=self._clock(), principal=principal
+        )
         if status is OperationStatus.RUNNING:
             self._worker.cancel(operation_id)
         return await self._reads.operation(operation_id)
 
-    async def retry(self, operation_id: str) -> OperationView:
+    async def retry(self, operation_id: str, *, principal: str | None = None) -> OperationView:
         """A new operation of the same type and descriptor for the tasks that did not succeed."""
         original = await self._reads.operation(operation_id)
         if original.status.is_active:
@@ -214,6 +221,7 @@ class Commands:
                     original.environment,
                     original.version,
                     remove_data=original.remove_data,
+                    principal=principal,
                 ),
                 plan=plan,
                 descriptor_json=json.dumps(document) if document is not None else None,
@@ -254,6 +262,7 @@ class Commands:
         version: str | None,
         *,
         remove_data: bool = False,
+        principal: str | None,
     ) -> OperationHeader:
         return OperationHeader(
             id=new_operation_id(),
@@ -263,6 +272,7 @@ class Commands:
             version=version,
             remove_data=remove_data,
             created_at=self._clock(),
+            requested_by=principal,
         )
 
 

@@ -26,7 +26,9 @@ class SubmissionStore(Protocol):
         release moved on from ``based_on`` (``ReleaseChangedError``)."""
         ...
 
-    async def request_cancel(self, operation_id: str, *, now: datetime) -> OperationStatus:
+    async def request_cancel(
+        self, operation_id: str, *, now: datetime, principal: str | None = None
+    ) -> OperationStatus:
         """Cancel a pending operation, or flag a running one; its status afterwards."""
         ...
 

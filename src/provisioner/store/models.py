@@ -36,6 +36,7 @@ from provisioner.domain.status import (
 ID = 36  # operation ids are UUIDs
 NAME = 512  # deployment unit, component and template ids
 STATUS = 24
+PRINCIPAL = 256  # an API token's name or a JWT's subject
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -121,6 +122,7 @@ class OperationRow(Base):
     remove_data: Mapped[bool] = mapped_column(Boolean, default=False)
     requested_components: Mapped[Any | None] = mapped_column(JsonValue)
     retry_of: Mapped[str | None] = mapped_column(String(ID))
+    requested_by: Mapped[str | None] = mapped_column(String(PRINCIPAL))
     descriptor: Mapped[str | None] = mapped_column(Text)  # the unit descriptor, as JSON text
     error: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -189,6 +191,7 @@ class EventRow(Base):
     new_status: Mapped[str] = mapped_column(String(STATUS))
     at: Mapped[datetime]
     detail: Mapped[Any | None] = mapped_column(JsonValue)
+    principal: Mapped[str | None] = mapped_column(String(PRINCIPAL))
 
     __table_args__ = (Index("ix_events_operation_id_id", "operation_id", "id"),)
 

@@ -74,8 +74,9 @@ INSERT_EVENTS = insert(events)
 _EVENT_FIELDS = field_names(Event)
 
 
-def event_values(operation_id: str, event: Event) -> dict[str, Any]:
-    return {"operation_id": operation_id, **values(event, _EVENT_FIELDS)}
+def event_values(operation_id: str, event: Event, principal: str | None) -> dict[str, Any]:
+    """An event row; ``principal`` is who it happened on behalf of."""
+    return {"operation_id": operation_id, "principal": principal, **values(event, _EVENT_FIELDS)}
 
 
 def release_key(table: Any, header: OperationHeader) -> tuple[Any, Any]:
@@ -141,7 +142,7 @@ class SqlOperationStore:
                 ),
             ),
         )
-        query = select(ops.id, ops.status, ops.fencing, ops.started_at, ops.owner)
+        query = select(ops.id, ops.status, ops.fencing, ops.started_at, ops.owner, ops.requested_by)
         query = query.where(claimable).order_by(ops.id).limit(limit)
         if running:
             query = query.where(ops.id.not_in(list(running)))
@@ -169,7 +170,11 @@ class SqlOperationStore:
             if row.status is OperationStatus.RUNNING:
                 detail["resumedFrom"] = row.owner
             claimed_events.append(
-                event_values(row.id, Event(None, row.status, OperationStatus.RUNNING, now, detail))
+                event_values(
+                    row.id,
+                    Event(None, row.status, OperationStatus.RUNNING, now, detail),
+                    row.requested_by,
+                )
             )
         conn.execute(INSERT_EVENTS, claimed_events)
         return [(row.id, row.fencing + 1) for row in rows]
@@ -310,7 +315,9 @@ class SqlOperationStore:
                 )
                 key = (header.deployment_unit_id, header.environment, component.component_id)
                 component_params[key] = params
-            event_params.extend(event_values(header.id, event) for event in write.events)
+            event_params.extend(
+                event_values(header.id, event, header.requested_by) for event in write.events
+            )
         if task_params:
             conn.execute(_UPDATE_TASK, list(task_params.values()))
         if component_params:
@@ -510,12 +517,17 @@ def _abandon(conn: Connection, header: OperationHeader, message: str, now: datet
         INSERT_EVENTS,
         [
             *(
-                event_values(header.id, Event(row.component_id, row.status, outcome, now))
+                event_values(
+                    header.id,
+                    Event(row.component_id, row.status, outcome, now),
+                    header.requested_by,
+                )
                 for row in unfinished
             ),
             event_values(
                 header.id,
                 Event(None, OperationStatus.RUNNING, OperationStatus.FAILED, now, error),
+                header.requested_by,
             ),
         ],
     )

@@ -199,7 +199,11 @@ class Submissions:
             self._insert_components(conn, new)
         conn.execute(
             insert(events),
-            [event_values(header.id, Event(None, None, OperationStatus.PENDING, now))],
+            [
+                event_values(
+                    header.id, Event(None, None, OperationStatus.PENDING, now), header.requested_by
+                )
+            ],
         )
 
     def _insert_for(self, table: Any) -> Any:
@@ -251,8 +255,11 @@ class Submissions:
             ],
         )
 
-    async def request_cancel(self, operation_id: str, *, now: datetime) -> OperationStatus:
-        """Cancel a pending operation at once, or flag a running one for its owner.
+    async def request_cancel(
+        self, operation_id: str, *, now: datetime, principal: str | None = None
+    ) -> OperationStatus:
+        """Cancel a pending operation at once, or flag a running one for its owner; the
+        request is an event of the operation, on ``principal``'s behalf.
 
         Returns the operation's status after the request. Raises ``NotFoundError`` or
         ``OperationFinishedError``.
@@ -268,12 +275,14 @@ class Submissions:
             if not row.status.is_active:
                 raise OperationFinishedError(f"operation {operation_id} already ended {row.status}")
             if row.status is OperationStatus.PENDING:
-                return _cancel_pending(conn, record(OperationHeader, row), now)
+                return _cancel_pending(conn, record(OperationHeader, row), now, principal)
             conn.execute(
                 update(operations)
                 .where(operations.c.id == operation_id)
                 .values(cancel_requested=True, updated_at=now)
             )
+            asked = Event(None, row.status, row.status, now, {"cancelRequested": True})
+            conn.execute(insert(events), [event_values(operation_id, asked, principal)])
             return OperationStatus.RUNNING
 
         return await self._db.transaction(work)
@@ -305,7 +314,9 @@ def _refuse_if_active(conn: Connection, deployment_unit_id: str, environment: st
         raise OperationActiveError(deployment_unit_id, environment, active)
 
 
-def _cancel_pending(conn: Connection, header: OperationHeader, now: datetime) -> OperationStatus:
+def _cancel_pending(
+    conn: Connection, header: OperationHeader, now: datetime, principal: str | None
+) -> OperationStatus:
     """Nothing of a pending operation has run: every task ends CANCELLED (no adapter was
     called, so every component keeps its status) and so does the operation."""
     interruption = Interruption.CANCEL
@@ -330,11 +341,13 @@ def _cancel_pending(conn: Connection, header: OperationHeader, now: datetime) ->
         [
             *(
                 event_values(
-                    header.id, Event(cid, TaskStatus.WAITING, interruption.task_status, now)
+                    header.id,
+                    Event(cid, TaskStatus.WAITING, interruption.task_status, now),
+                    principal,
                 )
                 for cid in task_ids
             ),
-            event_values(header.id, Event(None, OperationStatus.PENDING, outcome, now)),
+            event_values(header.id, Event(None, OperationStatus.PENDING, outcome, now), principal),
         ],
     )
     settle_release(conn, header, outcome, now, ran=False)

@@ -38,6 +38,7 @@ class EventView(Event):
 
     id: int
     operation_id: str
+    principal: str | None = None  # on whose behalf it happened
 
 
 @dataclass(frozen=True, slots=True)
