@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from provisioner.adapters.client import (
     ReverseProvisioningOutcome,
@@ -70,8 +70,9 @@ from provisioner.store.views import (
     ReleaseView,
 )
 
-# Descriptors above this size are serialised in a worker thread, off the event loop.
-_THREAD_ENCODE_BYTES = 256 * 1024
+# Descriptors above this size are validated and serialised in a worker thread, off the loop.
+_THREAD_BYTES = 256 * 1024
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +113,7 @@ class DeploymentService:
         document_size: int = 0,
     ) -> OperationView:
         """Validate the descriptor, plan and store a DEPLOY operation; it runs in background."""
-        unit, env = self._validated(document, environment)
+        unit, env = await _sized(document_size, self._validated, document, environment)
         if components is not None and not components:
             raise InvalidRequestError(
                 "nothing to deploy", [Problem("components", "must list at least one component")]
@@ -414,10 +415,10 @@ class DeploymentService:
     # --- pass-through adapter calls ---------------------------------------------------------
 
     async def validate(
-        self, document: object, *, environment: str | None
+        self, document: object, *, environment: str | None, document_size: int = 0
     ) -> list[ComponentValidation]:
         """Ask every component's Tech Adapter to validate the descriptor (nothing is stored)."""
-        unit, env = self._validated(document, environment)
+        unit, env = await _sized(document_size, self._validated, document, environment)
         texts = DescriptorTexts(unit.document)
         checks: list[tuple[str, AdapterEndpoint, AdapterRequest]] = []
         if unit.infrastructure_template_id:
@@ -515,9 +516,15 @@ def _unregistered(template_id: str, environment: str) -> str:
 
 
 async def _encode(document: Mapping[str, Any], size_hint: int) -> str:
-    if size_hint > _THREAD_ENCODE_BYTES:
-        return await asyncio.to_thread(json.dumps, document, ensure_ascii=False)
-    return json.dumps(document, ensure_ascii=False)
+    return await _sized(size_hint, json.dumps, document, ensure_ascii=False)
+
+
+async def _sized(size_hint: int, function: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``function`` called here, or in a worker thread for a large document, so that reading
+    one (hundreds of thousands of ids, each checked) does not hold up the event loop."""
+    if size_hint > _THREAD_BYTES:
+        return await asyncio.to_thread(function, *args, **kwargs)
+    return function(*args, **kwargs)
 
 
 def _public_descriptor(document: Mapping[str, Any], release: ReleaseView) -> dict[str, Any]:

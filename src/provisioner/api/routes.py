@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from provisioner.api.body import read_deploy_input
+from provisioner.api.body import StrictJsonRoute, read_deploy_input
+from provisioner.api.params import CheckedId, IdPath, IdQuery, JsonBool
 from provisioner.api.schemas import (
     AclRequest,
     ComponentOut,
@@ -76,7 +77,7 @@ _DESCRIPTOR_BODY: dict[str, Any] = {
     }
 }
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
 
 
 def _accepted(response: Response, operation: OperationOut) -> OperationOut:
@@ -96,7 +97,7 @@ async def deploy(
     request: Request,
     response: Response,
     service: Service,
-    environment: Annotated[str | None, Query(min_length=1)] = None,
+    environment: IdQuery = None,
 ) -> OperationOut:
     given = await read_deploy_input(request, environment=environment)
     view = await service.deploy(
@@ -105,7 +106,7 @@ async def deploy(
         components=given.components,
         document_size=given.size,
     )
-    return _accepted(response, OperationOut.of(view))
+    return _accepted(response, OperationOut.of(view, warnings=given.warnings))
 
 
 @router.post(
@@ -133,8 +134,8 @@ async def get_operation(operation_id: str, service: Service) -> OperationOut:
 @router.get("/operations", response_model=OperationPage, responses=_problems(400, 422))
 async def list_operations(
     service: Service,
-    deployment_unit_id: Annotated[str | None, Query(alias="deploymentUnitId")] = None,
-    environment: str | None = None,
+    deployment_unit_id: Annotated[str | None, Query(alias="deploymentUnitId"), CheckedId] = None,
+    environment: IdQuery = None,
     status_: Annotated[OperationStatusName | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
@@ -193,10 +194,10 @@ async def retry_operation(operation_id: str, response: Response, service: Servic
     responses=_problems(404),
 )
 async def get_release(
-    deployment_unit_id: str,
-    environment: str,
+    deployment_unit_id: IdPath,
+    environment: IdPath,
     service: Service,
-    include_descriptor: Annotated[bool, Query(alias="includeDescriptor")] = False,
+    include_descriptor: Annotated[bool, Query(alias="includeDescriptor"), JsonBool] = False,
 ) -> ReleaseOut:
     release = await service.release(deployment_unit_id, environment)
     descriptor = await service.deployed_descriptor(release) if include_descriptor else None
@@ -209,7 +210,7 @@ async def get_release(
     responses=_problems(404),
 )
 async def get_component(
-    deployment_unit_id: str, environment: str, component_id: str, service: Service
+    deployment_unit_id: IdPath, environment: IdPath, component_id: IdPath, service: Service
 ) -> ComponentOut:
     return ComponentOut.of(await service.component(deployment_unit_id, environment, component_id))
 
@@ -221,9 +222,9 @@ async def get_component(
     summary="Update a deployed component's access control through its Tech Adapter",
 )
 async def update_acl(
-    deployment_unit_id: str,
-    environment: str,
-    component_id: str,
+    deployment_unit_id: IdPath,
+    environment: IdPath,
+    component_id: IdPath,
     body: AclRequest,
     service: Service,
 ) -> ProvisioningResultOut:
@@ -239,7 +240,7 @@ async def update_acl(
 @router.get("/releases", response_model=ReleasePage, responses=_problems(400, 422))
 async def list_releases(
     service: Service,
-    environment: str | None = None,
+    environment: IdQuery = None,
     status_: Annotated[ReleaseStatusName | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: str | None = None,
@@ -263,10 +264,12 @@ async def list_releases(
 async def validate(
     request: Request,
     service: Service,
-    environment: Annotated[str | None, Query(min_length=1)] = None,
+    environment: IdQuery = None,
 ) -> ValidationOut:
     given = await read_deploy_input(request, environment=environment)
-    results = await service.validate(given.document, environment=given.environment)
+    results = await service.validate(
+        given.document, environment=given.environment, document_size=given.size
+    )
     return ValidationOut(
         valid=all(item.valid for item in results),
         components=[

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from pydantic.alias_generators import to_camel
 
-from provisioner.domain.descriptor import MAX_ID_LENGTH
+from provisioner.api.params import Identifier
+from provisioner.errors import Problem
 from provisioner.store.views import (
     ComponentView,
     OperationView,
@@ -78,9 +80,14 @@ class OperationOut(Schema):
     started_at: datetime | None
     finished_at: datetime | None
     tasks: list[TaskOut]
+    warnings: list[ProblemItem] = Field(
+        default_factory=list,
+        description="what was noticed on submission without stopping it, such as a key "
+        "repeated with the same value (in the 202 answer of a deploy; not stored)",
+    )
 
     @classmethod
-    def of(cls, view: OperationView) -> OperationOut:
+    def of(cls, view: OperationView, *, warnings: Iterable[Problem] = ()) -> OperationOut:
         return cls(
             id=view.id,
             type=view.type,
@@ -97,6 +104,7 @@ class OperationOut(Schema):
             started_at=view.started_at,
             finished_at=view.finished_at,
             tasks=[TaskOut.of(task) for task in view.tasks],
+            warnings=[ProblemItem(path=item.path, message=item.message) for item in warnings],
         )
 
 
@@ -205,10 +213,10 @@ class ReleasePage(Schema):
 class UndeployRequest(Schema):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
-    deployment_unit_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    environment: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    remove_data: bool = False
-    components: list[str] | None = None
+    deployment_unit_id: Identifier
+    environment: Identifier
+    remove_data: StrictBool = False  # a destructive flag: "yes" or 1 is not taken as true
+    components: list[Identifier] | None = None
 
 
 class AclRequest(Schema):
@@ -240,7 +248,7 @@ class ReverseProvisioningRequest(Schema):
 
     infrastructure_template_id: str = Field(min_length=1)
     use_case_template_id: str = Field(min_length=1)
-    environment: str = Field(min_length=1)
+    environment: Identifier
     params: dict[str, Any] | None = None
     catalog_info: dict[str, Any] | None = None
 
