@@ -124,7 +124,7 @@ async def deploy(pool: Pool, document: dict[str, Any]) -> float:
 def fresh_document(spec: Shape) -> dict[str, Any]:
     """A new unit of this shape, as the service would read it from its YAML."""
     unit_id = f"urn:dmb:dp:bench:{spec.name}-base{uuid.uuid4().hex[:10]}:0"
-    document: dict[str, Any] = load_yaml(descriptor_yaml(descriptor(spec, unit_id)))
+    document: dict[str, Any] = load_yaml(descriptor_yaml(descriptor(spec, unit_id))).value
     return document
 
 

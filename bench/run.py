@@ -152,7 +152,7 @@ def warm_up(client: httpx.Client, server: ChildServer, mock: ChildServer) -> lis
     sample = next((r for r in received if r["componentId"].startswith(prefix)), None)
     if sample is None:
         return ["the mock adapter kept no request of the warm-up deploy"]
-    return parity_problems(FirstDeployPayloads(load_yaml(text)), sample)
+    return parity_problems(FirstDeployPayloads(load_yaml(text).value), sample)
 
 
 def run_database(

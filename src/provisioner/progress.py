@@ -52,6 +52,8 @@ def follow(
         f"operation {operation_id} ({len(operation['tasks'])} tasks)",
         file=out,
     )
+    for warning in operation.get("warnings") or []:
+        print(f"warning: {warning.get('path')}: {warning.get('message')}", file=sys.stderr)
     if not wait:
         print(f"follow it: GET /v1/operations/{operation_id}", file=out)
         return EXIT_OK

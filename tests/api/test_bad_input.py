@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -181,3 +182,260 @@ async def test_cancel_and_retry_of_unknown_operations_are_404(api: httpx.AsyncCl
     for action in ("cancel", "retry"):
         response = await api.post(f"/v1/operations/01890000-0000-7000-8000-000000000000/{action}")
         problem(response, 404)
+
+
+# --- hostile input: each refused with a clear 4xx --------------------------------------------
+
+UNIT_ID = "urn:dmb:dp:test:hostile:0"
+YAML_UNIT = f"id: {UNIT_ID}\nname: x\nversion: '1'\nenvironment: development\ncomponents: []\n"
+FORBIDDEN = "must not contain '/', white space, control, bidirectional or invisible characters"
+
+
+def as_yaml(text: str) -> dict[str, Any]:
+    return {"content": text.encode(), "headers": {"content-type": "application/yaml"}}
+
+
+def as_json(text: str) -> dict[str, Any]:
+    return {"content": text.encode(), "headers": {"content-type": "application/json"}}
+
+
+def alias_multiplier(scalar_chars: int) -> str:
+    """A scalar used 100 times in a list, that list 100 times: 10,000 copies of its text."""
+    return (
+        YAML_UNIT
+        + f"s: &s {'x' * scalar_chars}\n"
+        + f"l1: &l1 [{', '.join(['*s'] * 100)}]\n"
+        + f"l2: [{', '.join(['*l1'] * 100)}]\n"
+    )
+
+
+async def test_a_descriptor_with_more_problems_than_are_listed_stays_small(
+    api: httpx.AsyncClient,
+) -> None:
+    """A component depending on 5,000 unknown ids gets one 422 that lists the first 100
+    problems and says how many there are (a 40,000-problem answer was 3.8 MB)."""
+    document = unit(UNIT_ID, [component("a", depends_on=[f"u{i}" for i in range(5000)])])
+
+    response = await api.post("/v1/deployments", json={"descriptor": document})
+
+    body = problem(response, 422)
+    assert len(body["errors"]) == 100
+    assert body["errors"][0] == {
+        "path": "descriptor.components[0].dependsOn[0]",
+        "message": "unknown component id 'u0'",
+    }
+    assert body["detail"] == "the descriptor is invalid (5000 problems; the first 100 are listed)"
+    assert len(response.content) < 20_000
+
+
+@pytest.mark.parametrize(
+    "request_body",
+    [
+        pytest.param(as_yaml(alias_multiplier(1024)), id="yaml-body"),
+        pytest.param(
+            as_json(json.dumps({"descriptor": alias_multiplier(1024)})), id="yaml-in-json"
+        ),
+    ],
+)
+async def test_aliases_may_not_expand_a_descriptor_past_the_body_limit(
+    api: httpx.AsyncClient, request_body: dict[str, Any]
+) -> None:
+    """A 2 KB body whose aliases make 10 MB of text is refused: a descriptor may not be
+    larger, once expanded, than a body may be (PROVISIONER_MAX_BODY_BYTES, 64 KiB here)."""
+    response = await api.post("/v1/deployments", **request_body)
+
+    assert problem(response, 400)["detail"] == (
+        f"the document expands to more than {LIMIT} characters of text (aliases)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_body", "needle"),
+    [
+        pytest.param(
+            as_yaml(YAML_UNIT + "v: " + ":".join(["1"] * 20_000) + "\n"),
+            "is a sexagesimal number: quote it (line 6)",
+            id="sexagesimal",
+        ),
+        pytest.param(
+            as_yaml(YAML_UNIT + "v: " + "9" * 5000 + "\n"),
+            "an integer has more than 4300 digits",
+            id="yaml-decimal-digits",
+        ),
+        pytest.param(
+            as_yaml(YAML_UNIT + "v: 0x" + "f" * 5000 + "\n"),
+            "an integer has more than 4300 digits",
+            id="yaml-hex-digits",
+        ),
+        pytest.param(
+            as_json('{"descriptor": {"v": ' + "9" * 5000 + "}}"),
+            "an integer has more than 4300 digits",
+            id="json-digits",
+        ),
+        pytest.param(as_yaml(YAML_UNIT + "v: !!map 1\n"), "cannot be written on", id="map-tag"),
+        pytest.param(as_yaml(YAML_UNIT + "v: !!int x\n"), "is not an integer", id="int-tag"),
+        pytest.param(as_yaml(YAML_UNIT + "v: .nan\n"), "not a finite number", id="yaml-nan"),
+        pytest.param(as_yaml(YAML_UNIT + "v: -.inf\n"), "not a finite number", id="yaml-inf"),
+        pytest.param(as_json('{"descriptor": {"v": NaN}}'), "NaN is not a JSON", id="json-nan"),
+        pytest.param(
+            as_json('{"descriptor": {"v": Infinity}}'), "Infinity is not", id="json-infinity"
+        ),
+        pytest.param(as_json('{"descriptor": {"v": 1e400}}'), "out of range", id="json-1e400"),
+    ],
+)
+async def test_numbers_json_cannot_hold_are_refused(
+    api: httpx.AsyncClient, request_body: dict[str, Any], needle: str
+) -> None:
+    """YAML base-60 numbers, integers past Python's conversion limit, NaN and infinities were
+    accepted (and stored as invalid JSON) or answered 500: each is a 400 saying why."""
+    response = await api.post("/v1/deployments", **request_body)
+
+    assert needle in problem(response, 400)["detail"]
+
+
+@pytest.mark.parametrize(
+    ("request_body", "detail"),
+    [
+        pytest.param(
+            as_yaml(YAML_UNIT + "id: urn:dmb:dp:test:other:0\n"),
+            "duplicate key 'id' at descriptor.id (lines 1 and 6) with different values: keep one",
+            id="yaml",
+        ),
+        pytest.param(
+            as_json(
+                '{"descriptor": {"id": "urn:a:0", "name": "x", "version": "1", '
+                '"components": [], "id": "urn:b:0"}}'
+            ),
+            "duplicate key 'id' at descriptor.id with different values: keep one",
+            id="json-object",
+        ),
+        pytest.param(
+            as_json(json.dumps({"descriptor": YAML_UNIT + "components: [{id: a}]\n"})),
+            "duplicate key 'components' at descriptor.components (lines 5 and 6) with "
+            "different values: keep one",
+            id="yaml-in-json",
+        ),
+        pytest.param(
+            as_json('{"descriptor": {}, "environment": "development", "environment": "prod"}'),
+            "duplicate key 'environment' at environment with different values: keep one",
+            id="envelope",
+        ),
+    ],
+)
+async def test_a_key_repeated_with_another_value_is_refused(
+    api: httpx.AsyncClient, request_body: dict[str, Any], detail: str
+) -> None:
+    """A second ``id:`` used to win silently (and deploy another unit): a 400 names the key
+    and where it is."""
+    response = await api.post("/v1/deployments", **request_body)
+
+    assert problem(response, 400)["detail"] == detail
+
+
+async def test_a_key_repeated_in_an_undeploy_body_is_refused(api: httpx.AsyncClient) -> None:
+    """Every JSON body is read the same strict way: ``removeData`` twice is not last-wins."""
+    response = await api.post(
+        "/v1/undeployments",
+        **as_json(
+            '{"deploymentUnitId": "urn:a:0", "environment": "development", '
+            '"removeData": false, "removeData": true}'
+        ),
+    )
+
+    assert problem(response, 400)["detail"] == (
+        "duplicate key 'removeData' at removeData with different values: keep one"
+    )
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        pytest.param("dev/x", id="slash"),
+        pytest.param("dev\tx", id="tab"),
+        pytest.param("dev\nx", id="newline"),
+        pytest.param("dev\u202ex", id="right-to-left-override"),
+        pytest.param("dev\u200bx", id="zero-width-space"),
+        pytest.param("e" * 513, id="513-characters"),
+    ],
+)
+async def test_an_environment_is_held_to_the_rules_of_ids_wherever_it_enters(
+    api: httpx.AsyncClient, environment: str
+) -> None:
+    """In the descriptor, the envelope, the query, an undeploy body, a path and a filter: a
+    release in ``dev/x`` could be deployed but never read back."""
+    document = unit(UNIT_ID, [component("a")], environment=environment)
+    encoded = quote(environment, safe="")
+    release = f"/v1/deployment-units/{UNIT_ID}/environments/{encoded}"
+    answers = {
+        "descriptor.environment": await api.post("/v1/deployments", json={"descriptor": document}),
+        "environment": await api.post(
+            "/v1/deployments",
+            json={"descriptor": unit(UNIT_ID, []), "environment": environment},
+        ),
+        "query.environment": await api.post(
+            "/v1/deployments", params={"environment": environment}, **as_yaml(YAML_UNIT)
+        ),
+        "undeploy.environment": await api.post(
+            "/v1/undeployments", json={"deploymentUnitId": UNIT_ID, "environment": environment}
+        ),
+        "filter.environment": await api.get("/v1/releases", params={"environment": environment}),
+    }
+    if "/" not in environment:  # %2F in a path is decoded to '/': no route matches (404)
+        answers["path.environment"] = await api.get(release)
+    for where, response in answers.items():
+        paths = messages(problem(response, 422))
+        assert any(path.endswith("environment") for path in paths), (where, paths)
+
+
+@pytest.mark.parametrize("char", ["\u202e", "\u2066", "\u200b", "\u200d", "\ufeff", "\u200e"])
+async def test_ids_with_bidirectional_or_invisible_characters_are_refused(
+    api: httpx.AsyncClient, char: str
+) -> None:
+    """Unit and component ids, ``dependsOn`` entries and ``components`` selections: each is
+    named in the 422 (such ids read as other ids, or reorder what is displayed)."""
+    document = unit(
+        f"urn:dmb:dp:test:x{char}:0",
+        [component(f"a{char}"), component("b", depends_on=[f"c{char}"])],
+    )
+
+    deploy = await api.post(
+        "/v1/deployments", json={"descriptor": document, "components": [f"b{char}"]}
+    )
+    assert messages(problem(deploy, 422)) == {"components[0]": FORBIDDEN}
+    deploy = await api.post("/v1/deployments", json={"descriptor": document})
+    assert messages(problem(deploy, 422)) == {
+        "descriptor.id": FORBIDDEN,
+        "descriptor.components[0].id": FORBIDDEN,
+        "descriptor.components[1].dependsOn[0]": FORBIDDEN,
+    }
+    undeploy = await api.post(
+        "/v1/undeployments",
+        json={"deploymentUnitId": UNIT_ID, "environment": "dev", "components": [f"a{char}"]},
+    )
+    assert messages(problem(undeploy, 422)) == {"components.0": FORBIDDEN}
+
+
+@pytest.mark.parametrize("value", ["yes", "true", 1, "1", None])
+async def test_remove_data_must_be_a_json_boolean(api: httpx.AsyncClient, value: object) -> None:
+    """``"removeData": "yes"`` was taken as true on a destructive flag."""
+    response = await api.post(
+        "/v1/undeployments",
+        json={"deploymentUnitId": UNIT_ID, "environment": "dev", "removeData": value},
+    )
+
+    assert "removeData" in messages(problem(response, 422))
+
+
+@pytest.mark.parametrize(("value", "status"), [("yes", 422), ("1", 422), ("true", 404)])
+async def test_a_boolean_query_parameter_is_true_or_false(
+    api: httpx.AsyncClient, value: str, status: int
+) -> None:
+    """``includeDescriptor=yes`` is refused; ``true`` is read (404: nothing is deployed)."""
+    response = await api.get(
+        f"/v1/deployment-units/{UNIT_ID}/environments/dev",
+        params={"includeDescriptor": value},
+    )
+
+    body = problem(response, status)
+    if status == 422:
+        assert messages(body) == {"query.includeDescriptor": "must be true or false"}

@@ -58,6 +58,19 @@ def test_deploy_wait_shows_progress_and_exits_0(
     assert a in status.stdout
 
 
+def test_deploy_prints_the_warnings_of_the_answer(
+    server: ServerThread, tmp_path: Path, unit_id: str
+) -> None:
+    """A key repeated with the same value is deployed, and the command says so on stderr."""
+    path = descriptor_file(tmp_path, unit(unit_id, [component(f"{unit_id}:a")]))
+    path.write_text(path.read_text() + "ownerGroup: g\nownerGroup: g\n")
+
+    result = provisioner("deploy", str(path), "--url", server.url)
+
+    assert result.returncode == 0, result.stderr
+    assert "warning: descriptor.ownerGroup: duplicate key 'ownerGroup'" in result.stderr
+
+
 def test_deploy_wait_exits_1_when_the_deployment_fails(
     server: ServerThread, tmp_path: Path, unit_id: str
 ) -> None:

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from provisioner.api.app import create_app
 from provisioner.settings import Settings
+from tests.conftest import ServiceFactory
 from tests.support import (
+    MOCK,
     SLOW,
     ServerThread,
     component,
@@ -214,3 +218,95 @@ async def test_a_pass_through_call_past_its_timeout_is_a_502(
         )
     assert response.status_code == 502
     assert "did not answer within 1 s" in response.json()["detail"]
+
+
+async def test_a_key_repeated_with_the_same_value_is_deployed_with_a_warning(
+    client: httpx.AsyncClient, unit_id: str
+) -> None:
+    """As in the Data Product Specification's own example (``ownerGroup`` twice): the deploy
+    is accepted and its 202 answer says what was ignored, with the path."""
+    text = (
+        f"id: {unit_id}\nname: x\nversion: '1.0.0'\nenvironment: development\n"
+        "ownerGroup: sales\ndevGroup: dev\nownerGroup: sales\ndevGroup: dev\n"
+        f"components:\n  - {{id: urn:c:a, kind: workload, infrastructureTemplateId: {MOCK}}}\n"
+    )
+
+    response = await client.post(
+        "/v1/deployments", content=text, headers={"content-type": "application/yaml"}
+    )
+
+    assert response.status_code == 202, response.text
+    assert response.json()["warnings"] == [
+        {
+            "path": "descriptor.ownerGroup",
+            "message": "duplicate key 'ownerGroup' (lines 5 and 7) with the same value: "
+            "one is ignored",
+        },
+        {
+            "path": "descriptor.devGroup",
+            "message": "duplicate key 'devGroup' (lines 6 and 8) with the same value: "
+            "one is ignored",
+        },
+    ]
+    operation = await finished_operation(client, response.json()["id"])
+    assert operation["status"] == "SUCCEEDED"
+
+
+HOSTILE_UNIT = "urn:dmb:dp:test:hostile:0"
+HOSTILE_YAML = f"id: {HOSTILE_UNIT}\nname: x\nversion: '1'\nenvironment: development\n"
+
+
+def hostile_bodies() -> dict[str, tuple[dict[str, Any], int]]:
+    """Bodies that froze or exhausted the service, each with the answer it now gets."""
+    unknown = unit(HOSTILE_UNIT, [component("a", depends_on=[f"u{i}" for i in range(40_000)])])
+    aliases = (
+        HOSTILE_YAML
+        + f"components: []\ns: &s {'x' * 10240}\n"
+        + f"l1: &l1 [{', '.join(['*s'] * 100)}]\nl2: [{', '.join(['*l1'] * 100)}]\n"
+    )
+    base_60 = HOSTILE_YAML + "components: []\nv: " + ":".join(["1"] * 160_000) + "\n"
+    yaml_type = {"content-type": "application/yaml"}
+    return {
+        # 11 s on the event loop, /healthz frozen 10.8 s, a 3.8 MB answer
+        "40000-unknown-dependencies": ({"json": {"descriptor": unknown}}, 422),
+        # an 11 KB body accepted as a 103 MB descriptor (RSS 295 -> 936 MB)
+        "alias-multiplied-text": ({"content": aliases, "headers": yaml_type}, 400),
+        # quadratic: 500 after 9.4 s
+        "sexagesimal-160000-parts": ({"content": base_60, "headers": yaml_type}, 400),
+    }
+
+
+@pytest.mark.parametrize("name", list(hostile_bodies()))
+async def test_the_service_stays_responsive_while_a_hostile_body_is_refused(
+    sqlite_url: str, service_factory: ServiceFactory, name: str
+) -> None:
+    """Each is refused with its 4xx in well under the time it used to take, and ``/healthz``
+    keeps answering meanwhile. The bounds are generous for a loaded machine: what they
+    guard against took 10 s and more."""
+    request, status = hostile_bodies()[name]
+    server = service_factory(sqlite_url)  # the default body limit, 5 MiB
+    latencies: list[float] = []
+    answered = asyncio.Event()
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+
+        async def probe() -> None:
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as prober:
+                while not answered.is_set():
+                    started = time.perf_counter()
+                    assert (await prober.get("/healthz")).status_code == 200
+                    latencies.append(time.perf_counter() - started)
+                    await asyncio.sleep(0.01)  # the probing rhythm, not synchronisation
+
+        probing = asyncio.create_task(probe())
+        started = time.perf_counter()
+        response = await client.post("/v1/deployments", **request)
+        elapsed = time.perf_counter() - started
+        answered.set()
+        await probing
+
+    assert response.status_code == status, response.text[:500]
+    assert response.headers["content-type"] == "application/problem+json"
+    assert len(response.content) < 20_000
+    assert elapsed < 5, elapsed
+    assert latencies
+    assert max(latencies) < 2, max(latencies)

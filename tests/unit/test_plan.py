@@ -11,6 +11,7 @@ import pytest
 
 from provisioner.domain.descriptor import DeploymentUnit, parse_descriptor
 from provisioner.domain.plan import (
+    MAX_CYCLE_SHOWN,
     DeployedComponent,
     Plan,
     dependency_problems,
@@ -160,6 +161,46 @@ def test_the_reported_path_names_the_first_component_of_the_reported_cycle() -> 
     assert cycle_of(problem)[0] == unit.components[index].id
 
 
+def test_a_long_cycle_is_named_by_its_first_components_and_its_length() -> None:
+    """A cycle through 1,000 components names the first ones, the last, and the count, so
+    that the problem stays readable (and small: each id may be 512 characters)."""
+    ids = [f"c{index}" for index in range(1000)]
+    unit = make_unit(*((cid, [ids[(index + 1) % len(ids)]]) for index, cid in enumerate(ids)))
+
+    (problem,) = dependency_problems(unit)
+
+    assert problem.message == (
+        "dependency cycle: "
+        + " -> ".join([*ids[: MAX_CYCLE_SHOWN - 1], "...", "c999", "c0"])
+        + " (-> means depends on): 1000 components"
+    )
+
+
+def test_many_unknown_dependencies_are_each_reported_in_linear_time() -> None:
+    """One component depending on 100,000 unknown ids gets 100,000 problems. No clock is read:
+    the quadratic reading (11 s for 40,000) would run past the test timeout."""
+    document = {
+        "id": UNIT,
+        "name": "u",
+        "version": "1",
+        "components": [
+            {
+                "id": "a",
+                "kind": "k",
+                "infrastructureTemplateId": "t",
+                "dependsOn": [f"nowhere-{index}" for index in range(100_000)],
+            }
+        ],
+    }
+
+    problems = dependency_problems(parse_descriptor(document).unit)
+
+    assert len(problems) == 100_000
+    assert problems[-1] == Problem(
+        "descriptor.components[0].dependsOn[99999]", "unknown component id 'nowhere-99999'"
+    )
+
+
 # --- plan_deploy -------------------------------------------------------------------------------
 
 
@@ -285,6 +326,17 @@ def test_all_subset_problems_are_reported_together() -> None:
         "'c' depends on 'a', which is neither listed nor deployed",
         "'c' depends on 'b', which is neither listed nor deployed",
     }
+
+
+def test_a_subset_is_checked_against_many_deployed_components_in_linear_time() -> None:
+    """``deployed`` may be a list of 20,000 ids, each looked up once per dependency: as a
+    set, not by searching the list (which would run past the test timeout)."""
+    ids = [f"c{index}" for index in range(20_000)]
+    unit = make_unit(*((cid, ids[index - 1 : index]) for index, cid in enumerate(ids)), ("z", ids))
+
+    plan = plan_deploy(unit, selected=["z"], deployed=ids)
+
+    assert order(plan) == [UNIT, "z"]
 
 
 def test_an_empty_selection_plans_the_system_alone() -> None:

@@ -139,6 +139,8 @@ def create_app(
         summary="Deployment coordinator for data products (Witboost Tech Adapter compatible)",
         lifespan=lifespan,
     )
+    # Read by api.body: aliases may not expand a descriptor past what a body may be.
+    app.state.max_body_bytes = settings.max_body_bytes
     install_problem_handlers(app)
     _publish_problems(app)
     app.add_middleware(RequestLimitsMiddleware, limit=settings.max_body_bytes)

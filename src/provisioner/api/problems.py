@@ -28,6 +28,9 @@ log = structlog.get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "urn:provisioner:problem:"
+# Problems listed in one answer: a descriptor with 40,000 unknown ids gets a small 422 that
+# lists the first ones and says how many there are.
+MAX_LISTED_PROBLEMS = 100
 
 # Most specific first: the first class that matches decides.
 _TABLE: list[tuple[type[ProvisionerError], int, str, str]] = [
@@ -63,15 +66,19 @@ def _provisioner_error(request: Request, exc: Exception) -> JSONResponse:
             status, slug, title = code, name, heading
             break
     extra: dict[str, Any] = {}
+    detail = exc.message
     if isinstance(exc, InvalidRequestError):
-        extra["errors"] = [{"path": p.path, "message": p.message} for p in exc.problems]
+        listed = exc.problems[:MAX_LISTED_PROBLEMS]
+        extra["errors"] = [{"path": p.path, "message": p.message} for p in listed]
+        if len(exc.problems) > len(listed):
+            detail += f" ({len(exc.problems)} problems; the first {len(listed)} are listed)"
     if isinstance(exc, OperationActiveError):
         extra["operationId"] = exc.operation_id
     if isinstance(exc, AdapterError):
         extra["adapterError"] = exc.detail
     if status >= 500:
         log.warning("request_failed", path=request.url.path, error=exc.message)
-    return problem(status, slug, title, exc.message, **extra)
+    return problem(status, slug, title, detail, **extra)
 
 
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -88,8 +95,12 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if isinstance(exc.__cause__, ProvisionerError):
+        # FastAPI turns an error raised while reading a body into "There was an error parsing
+        # the body"; ours says what was wrong (api.body.StrictJsonRoute, the size limit).
+        return _provisioner_error(request, exc.__cause__)
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
     return problem(exc.status_code, slug, str(exc.detail), str(exc.detail))
 

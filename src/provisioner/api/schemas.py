@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 from pydantic.alias_generators import to_camel
 
-from provisioner.domain.descriptor import MAX_ID_LENGTH
+from provisioner.api.params import Identifier
 from provisioner.domain.status import (
     ComponentStatus,
     OperationStatus,
@@ -73,6 +73,11 @@ class OperationOut(Schema):
     started_at: datetime | None
     finished_at: datetime | None
     tasks: list[TaskOut]
+    warnings: list[ProblemItem] = Field(
+        default_factory=list,
+        description="what was noticed on submission without stopping it, such as a key "
+        "repeated with the same value (in the 202 answer of a deploy; not stored)",
+    )
 
 
 class OperationPage(Schema):
@@ -145,10 +150,10 @@ class ReleasePage(Schema):
 class UndeployRequest(Schema):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
-    deployment_unit_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    environment: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    remove_data: bool = False
-    components: list[str] | None = None
+    deployment_unit_id: Identifier
+    environment: Identifier
+    remove_data: StrictBool = False  # a destructive flag: "yes" or 1 is not taken as true
+    components: list[Identifier] | None = None
 
 
 class AclRequest(Schema):
@@ -180,7 +185,7 @@ class ReverseProvisioningRequest(Schema):
 
     infrastructure_template_id: str = Field(min_length=1)
     use_case_template_id: str = Field(min_length=1)
-    environment: str = Field(min_length=1)
+    environment: Identifier
     params: dict[str, Any] | None = None
     catalog_info: dict[str, Any] | None = None
 

@@ -15,8 +15,30 @@ from typing import Any
 from provisioner.errors import BadRequestError, Problem
 
 MAX_ID_LENGTH = 512
-# Ids are opaque, but they travel in URL path segments and log lines.
-_ID_FORBIDDEN = re.compile(r"[/\s\x00-\x1f\x7f-\x9f]")
+# Ids are opaque, but they travel in URL path segments and log lines, and people read them:
+# no '/', white space, control characters (C0, C1), bidirectional controls (which reorder what
+# is displayed: U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069) or invisible characters
+# (U+200B-U+200D, U+2060-U+2064, U+FEFF), which make two different ids look the same.
+_ID_FORBIDDEN = re.compile(
+    r"[/\s\x00-\x1f\x7f-\x9f"  # '/', white space, C0 and C1 controls
+    r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"  # bidirectional controls
+    r"\u200b-\u200d\u2060-\u2064\ufeff]"  # invisible characters
+)
+ID_RULE = (
+    f"1 to {MAX_ID_LENGTH} characters, without '/', white space, control, bidirectional or "
+    "invisible characters"
+)
+
+
+def identifier_problem(value: object) -> str | None:
+    """Why ``value`` cannot be an id (of a unit, a component or an environment), or None."""
+    if not isinstance(value, str) or not value:
+        return "must be a non-empty string"
+    if len(value) > MAX_ID_LENGTH:
+        return f"must be at most {MAX_ID_LENGTH} characters"
+    if _ID_FORBIDDEN.search(value):
+        return "must not contain '/', white space, control, bidirectional or invisible characters"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,15 +109,15 @@ class _Reader:
             return None
         return value
 
-    def identifier(self, data: Mapping[str, Any], key: str, path: str) -> str | None:
-        value = self.text(data, key, path, required=True)
+    def identifier(
+        self, data: Mapping[str, Any], key: str, path: str, *, required: bool = True
+    ) -> str | None:
+        value = self.text(data, key, path, required=required)
         if value is None:
             return None
-        if len(value) > MAX_ID_LENGTH:
-            self.problem(f"{path}.{key}", f"must be at most {MAX_ID_LENGTH} characters")
-            return None
-        if _ID_FORBIDDEN.search(value):
-            self.problem(f"{path}.{key}", "must not contain '/', white space or control characters")
+        problem = identifier_problem(value)
+        if problem is not None:
+            self.problem(f"{path}.{key}", problem)
             return None
         return value
 
@@ -106,13 +128,14 @@ class _Reader:
         if not isinstance(value, list):
             self.problem(f"{path}.{key}", "must be a list of component ids")
             return ()
-        ids: list[str] = []
+        ids: dict[str, None] = {}  # ordered, and repeated entries are read once in O(1)
         for index, item in enumerate(value):
-            if isinstance(item, str) and item:
-                if item not in ids:
-                    ids.append(item)
-            else:
+            if not isinstance(item, str) or not item:
                 self.problem(f"{path}.{key}[{index}]", "must be a component id (a string)")
+            elif (problem := identifier_problem(item)) is not None:
+                self.problem(f"{path}.{key}[{index}]", problem)
+            else:
+                ids[item] = None
         return tuple(ids)
 
 
@@ -130,9 +153,8 @@ def parse_descriptor(document: object, *, path: str = "descriptor") -> ParsedDes
     name = reader.text(document, "name", path, required=True) or ""
     # Fields that are stored are held to the database's column size.
     version = reader.text(document, "version", path, required=True, max_length=MAX_ID_LENGTH)
-    environment = reader.text(
-        document, "environment", path, required=False, max_length=MAX_ID_LENGTH
-    )
+    # The environment is a path segment of the API too: it is held to the rules of ids.
+    environment = reader.identifier(document, "environment", path, required=False)
     template = reader.text(
         document, "infrastructureTemplateId", path, required=False, max_length=MAX_ID_LENGTH
     )

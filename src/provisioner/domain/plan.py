@@ -17,6 +17,8 @@ from provisioner.domain.descriptor import DeploymentUnit
 from provisioner.domain.status import TaskAction
 from provisioner.errors import InvalidRequestError, Problem
 
+MAX_CYCLE_SHOWN = 20  # components named in a cycle's message
+
 
 @dataclass(frozen=True, slots=True)
 class Step:
@@ -78,12 +80,17 @@ def dependency_problems(unit: DeploymentUnit, *, path: str = "descriptor") -> li
         first = min(range(len(cycle)), key=lambda i: by_id[cycle[i]].position)
         cycle = cycle[first:] + cycle[:first]
         problems.append(
-            Problem(
-                f"{path}.components[{by_id[cycle[0]].position}].dependsOn",
-                "dependency cycle: " + " -> ".join([*cycle, cycle[0]]) + " (-> means depends on)",
-            )
+            Problem(f"{path}.components[{by_id[cycle[0]].position}].dependsOn", _cycle(cycle))
         )
     return problems
+
+
+def _cycle(cycle: list[str]) -> str:
+    """The cycle as a story; a long one is shortened (each id may be 512 characters)."""
+    long = len(cycle) > MAX_CYCLE_SHOWN
+    names = [*cycle[: MAX_CYCLE_SHOWN - 1], "...", cycle[-1]] if long else cycle
+    story = "dependency cycle: " + " -> ".join([*names, cycle[0]]) + " (-> means depends on)"
+    return f"{story}: {len(cycle)} components" if long else story
 
 
 def plan_deploy(
@@ -99,6 +106,7 @@ def plan_deploy(
     """
     by_id = {component.id: component for component in unit.components}
     chosen = set(by_id) if selected is None else set(selected)
+    already = frozenset(deployed)  # looked up once per dependency: a set, not a list
     problems = [
         Problem("components", f"{component_id!r} is not a component of {unit.id!r}")
         for component_id in sorted(chosen - set(by_id))
@@ -110,7 +118,7 @@ def plan_deploy(
                 f"{component_id!r} depends on {dependency!r}, which is neither listed nor deployed",
             )
             for dependency in by_id[component_id].depends_on
-            if dependency not in chosen and dependency not in deployed
+            if dependency not in chosen and dependency not in already
         )
     if problems:
         raise InvalidRequestError("the components cannot be deployed on their own", problems)

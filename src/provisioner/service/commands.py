@@ -74,9 +74,12 @@ class Commands:
         components: Sequence[str] | None,
         document_size: int = 0,
         principal: str | None = None,
+        warnings: Sequence[Problem] = (),
     ) -> OperationView:
-        """Validate the descriptor, plan and store a DEPLOY operation; it runs in background."""
-        unit, env = read_unit(document, environment, self._directory)
+        """Validate the descriptor, plan and store a DEPLOY operation; it runs in background.
+
+        ``warnings`` (what reading the request noticed) are shown with the operation."""
+        unit, env = await offload(document_size, read_unit, document, environment, self._directory)
         selected = _selection(components, "deploy")
         descriptor_json = await offload(
             document_size, json.dumps, unit.document, ensure_ascii=False
@@ -109,6 +112,7 @@ class Commands:
                 descriptor_json=descriptor_json,
                 requested_components=selected,
                 components=rows,
+                warnings=tuple(warnings),
             )
 
         # A full deploy does not depend on what is deployed; a subset does.

@@ -23,6 +23,7 @@ from provisioner.engine.ports import (
     ProvisioningResult,
 )
 from provisioner.errors import AdapterError, ConflictError, InvalidRequestError, Problem
+from provisioner.offload import offload
 from provisioner.service.commands import read_unit, unregistered
 from provisioner.service.ports import SubmissionStore
 from provisioner.service.reads import Reads
@@ -52,10 +53,10 @@ class AdapterCalls:
         self._submissions = submissions
 
     async def validate(
-        self, document: object, *, environment: str | None
+        self, document: object, *, environment: str | None, document_size: int = 0
     ) -> list[ComponentValidation]:
         """Ask every component's Tech Adapter to validate the descriptor, all at once."""
-        unit, env = read_unit(document, environment, self._directory)
+        unit, env = await offload(document_size, read_unit, document, environment, self._directory)
         texts = DescriptorTexts(unit.document)
         checks: list[tuple[str, AdapterEndpoint, AdapterRequest]] = []
         if unit.infrastructure_template_id:

@@ -32,6 +32,7 @@ from provisioner.errors import (
     NotFoundError,
     OperationActiveError,
     OperationFinishedError,
+    Problem,
     ReleaseChangedError,
 )
 from provisioner.store.database import Database
@@ -74,6 +75,7 @@ class NewOperation:
     requested_components: tuple[str, ...] | None = None
     retry_of: str | None = None
     components: tuple[ComponentState, ...] = ()
+    warnings: tuple[Problem, ...] = ()
 
     def view(self) -> OperationView:
         """The operation as it is stored: PENDING, every task WAITING."""
@@ -82,6 +84,7 @@ class NewOperation:
             status=OperationStatus.PENDING,
             requested_components=self.requested_components,
             retry_of=self.retry_of,
+            warnings=self.warnings,
             tasks=tuple(
                 TaskState(**values(step, _STEP_FIELDS), status=TaskStatus.WAITING)
                 for step in self.plan.steps

@@ -14,6 +14,7 @@ from typing import Generic, TypeVar
 
 from provisioner.domain.status import OperationStatus, OperationType, ReleaseStatus, TaskStatus
 from provisioner.engine.ports import JSON, ComponentState, Event, OperationHeader, TaskState
+from provisioner.errors import Problem
 
 T = TypeVar("T")
 
@@ -30,6 +31,7 @@ class OperationView(OperationHeader):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     tasks: tuple[TaskState, ...] = ()
+    warnings: tuple[Problem, ...] = ()  # noticed on submission without stopping it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Request
 
-from fastapi import APIRouter, Query, Request
-
-from provisioner.api.body import read_deploy_input
+from provisioner.api.body import StrictJsonRoute, read_deploy_input
 from provisioner.api.deps import AdapterCallsDep, problems
+from provisioner.api.params import IdPath, IdQuery
 from provisioner.api.routes.operations import DESCRIPTOR_BODY
 from provisioner.api.schemas import (
     AclRequest,
@@ -18,7 +17,7 @@ from provisioner.api.schemas import (
     ValidationOut,
 )
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
 
 
 @router.post(
@@ -28,9 +27,9 @@ router = APIRouter(prefix="/v1")
     summary="Update a deployed component's access control through its Tech Adapter",
 )
 async def update_acl(
-    deployment_unit_id: str,
-    environment: str,
-    component_id: str,
+    deployment_unit_id: IdPath,
+    environment: IdPath,
+    component_id: IdPath,
     body: AclRequest,
     adapter_calls: AdapterCallsDep,
 ) -> ProvisioningResultOut:
@@ -55,10 +54,12 @@ async def update_acl(
 async def validate(
     request: Request,
     adapter_calls: AdapterCallsDep,
-    environment: Annotated[str | None, Query(min_length=1)] = None,
+    environment: IdQuery = None,
 ) -> ValidationOut:
     given = await read_deploy_input(request, environment=environment)
-    results = await adapter_calls.validate(given.document, environment=given.environment)
+    results = await adapter_calls.validate(
+        given.document, environment=given.environment, document_size=given.size
+    )
     return ValidationOut.model_validate(
         {"valid": all(item.valid for item in results), "components": results}
     )

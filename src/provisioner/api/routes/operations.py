@@ -6,13 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from provisioner.api.body import read_deploy_input
+from provisioner.api.body import StrictJsonRoute, read_deploy_input
 from provisioner.api.deps import CommandsDep, ReadsDep, problems
+from provisioner.api.params import CheckedId, IdQuery
 from provisioner.api.schemas import EventList, OperationOut, OperationPage, UndeployRequest
 from provisioner.domain.status import OperationStatus
 from provisioner.store.views import OperationView
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
 
 DESCRIPTOR_BODY: dict[str, Any] = {
     "requestBody": {
@@ -63,7 +64,7 @@ async def deploy(
     request: Request,
     response: Response,
     commands: CommandsDep,
-    environment: Annotated[str | None, Query(min_length=1)] = None,
+    environment: IdQuery = None,
 ) -> OperationOut:
     given = await read_deploy_input(request, environment=environment)
     view = await commands.deploy(
@@ -71,6 +72,7 @@ async def deploy(
         environment=given.environment,
         components=given.components,
         document_size=given.size,
+        warnings=given.warnings,
     )
     return _accepted(response, view)
 
@@ -102,8 +104,8 @@ async def get_operation(operation_id: str, reads: ReadsDep) -> OperationOut:
 @router.get("/operations", response_model=OperationPage, responses=problems(400, 422))
 async def list_operations(
     reads: ReadsDep,
-    deployment_unit_id: Annotated[str | None, Query(alias="deploymentUnitId")] = None,
-    environment: str | None = None,
+    deployment_unit_id: Annotated[str | None, Query(alias="deploymentUnitId"), CheckedId] = None,
+    environment: IdQuery = None,
     status_: Annotated[OperationStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,

@@ -6,11 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from provisioner.api.body import StrictJsonRoute
 from provisioner.api.deps import ReadsDep, problems
+from provisioner.api.params import IdPath, IdQuery, JsonBool
 from provisioner.api.schemas import ComponentOut, ReleaseOut, ReleasePage
 from provisioner.domain.status import ReleaseStatus
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
 
 
 @router.get(
@@ -19,10 +21,10 @@ router = APIRouter(prefix="/v1")
     responses=problems(404),
 )
 async def get_release(
-    deployment_unit_id: str,
-    environment: str,
+    deployment_unit_id: IdPath,
+    environment: IdPath,
     reads: ReadsDep,
-    include_descriptor: Annotated[bool, Query(alias="includeDescriptor")] = False,
+    include_descriptor: Annotated[bool, Query(alias="includeDescriptor"), JsonBool] = False,
 ) -> ReleaseOut:
     release = await reads.release(deployment_unit_id, environment)
     out = ReleaseOut.model_validate(release)
@@ -37,7 +39,7 @@ async def get_release(
     responses=problems(404),
 )
 async def get_component(
-    deployment_unit_id: str, environment: str, component_id: str, reads: ReadsDep
+    deployment_unit_id: IdPath, environment: IdPath, component_id: IdPath, reads: ReadsDep
 ) -> ComponentOut:
     view = await reads.component(deployment_unit_id, environment, component_id)
     return ComponentOut.model_validate(view)
@@ -46,7 +48,7 @@ async def get_component(
 @router.get("/releases", response_model=ReleasePage, responses=problems(400, 422))
 async def list_releases(
     reads: ReadsDep,
-    environment: str | None = None,
+    environment: IdQuery = None,
     status_: Annotated[ReleaseStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: str | None = None,
