@@ -259,9 +259,11 @@ def shoot(page: Page, screenshots: Path) -> Callable[..., Path]:
     """Take a screenshot named ``name`` and check that it is not blank: many colours, and no
     single colour covering nearly all of it."""
 
-    def take(name: str, *, full_page: bool = False) -> Path:
+    def take(name: str, *, full_page: bool = False, height: int | None = None) -> Path:
+        """``height``: only the top of the page, that many pixels."""
         path = screenshots / f"{name}.png"
-        png = page.screenshot(path=path, full_page=full_page, animations="disabled")
+        clip = {"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height} if height else None
+        png = page.screenshot(path=path, full_page=full_page, clip=clip, animations="disabled")
         seen = page.evaluate(_COLOURS, base64.b64encode(png).decode())
         assert seen["colours"] > 64, (name, seen)
         assert seen["commonest"] < 0.95, (name, seen)

@@ -65,16 +65,16 @@ def sales_analytics(unit_id: str) -> dict[str, object]:
 
 
 def test_screenshots_of_the_dashboard(
-    page: Page, dashboard: ServerThread, api: Api, unit_prefix: str, shoot: Callable[..., Path]
+    page: Page, dashboard: ServerThread, api: Api, shoot: Callable[..., Path]
 ) -> None:
     """The releases page and an operation's page (graph, the failed task's details), taken
-    and checked not to be blank."""
-    suffix = unit_prefix.rsplit("-", 1)[-1]
+    and checked not to be blank. The ids are fixed, for the README: this test alone uses
+    them, on a service and a mock adapter that are new in each session."""
     for name, environment, fail in (
         ("finance:ledger", "production", False),
         ("marketing:campaigns", "development", True),
     ):
-        unit_id = f"urn:dmb:dp:{name}-{suffix}:1"
+        unit_id = f"urn:dmb:dp:{name}:1"
         parts = [
             component(f"{unit_id}:warehouse", template=SNOWFLAKE),
             component(
@@ -85,10 +85,10 @@ def test_screenshots_of_the_dashboard(
             ),
         ]
         api.ended(api.deploy(unit(unit_id, parts, environment=environment, version="1.4.2")))
-    unit_id = f"urn:dmb:dp:sales:sales-analytics-{suffix}:0"
+    unit_id = "urn:dmb:dp:sales:sales-analytics:0"
     operation_id = api.deploy(sales_analytics(unit_id))
     try:
-        c = f"urn:dmb:cmp:sales:sales-analytics-{suffix}:0"
+        c = "urn:dmb:cmp:sales:sales-analytics:0"
         open_operation(page, dashboard, operation_id)
         expect(node(page, f"{c}:files-port")).to_have_attribute("data-status", "FAILED")
         expect(node(page, f"{c}:ingestion")).to_have_attribute("data-status", "RUNNING")
@@ -99,6 +99,6 @@ def test_screenshots_of_the_dashboard(
         page.goto(f"{dashboard.url}/ui#/releases")
         expect(page.locator("tbody tr", has_text=unit_id)).to_be_visible()
         expect(page.locator("tbody tr", has_text="ledger")).to_contain_text("DEPLOYED")
-        shoot("dashboard-releases")
+        shoot("dashboard-releases", height=360)
     finally:
         api.cancel_if_active(operation_id)
