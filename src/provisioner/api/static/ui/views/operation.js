@@ -70,12 +70,13 @@ async function start(page) {
   renderAll(page);
   loadRelease(page);
   const refetch = coalesced(() => reload(page));
+  const renderSoon = batched(() => renderAll(page));
   followEvents(page.id, {
     signal: page.signal,
     onEvents: (events) => {
       page.events.push(...events);
       applyEvents(page, events);
-      renderAll(page);
+      renderSoon();
       refetch();
     },
     onMode: (mode, error) => {
@@ -134,9 +135,21 @@ function coalesced(action) {
   };
 }
 
+/** Run `action` once for all the calls made within `ms` (a stream delivers events one by one:
+ * replaying a long history must not redraw the page for each). */
+function batched(action, ms = 50) {
+  let timer = null;
+  return () => {
+    timer ??= setTimeout(() => {
+      timer = null;
+      action();
+    }, ms);
+  };
+}
+
 /** Move statuses on at once from the events; the read that follows fills in the rest. */
 function applyEvents(page, events) {
-  const tasks = new Map(page.operation.tasks.map((task) => [task.componentId, task]));
+  const tasks = page.taskIndex;
   for (const event of events) {
     if (event.componentId == null) {
       if (event.detail?.cancelRequested) page.operation.cancelRequested = true;
@@ -148,6 +161,7 @@ function applyEvents(page, events) {
 }
 
 function renderAll(page) {
+  page.taskIndex = new Map(page.operation.tasks.map((task) => [task.componentId, task]));
   renderFacts(page);
   renderActions(page);
   renderWarnings(page);
