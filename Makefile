@@ -14,7 +14,7 @@ STAMP := $(VENV)/.provisioner-installed
 
 .DEFAULT_GOAL := help
 .PHONY: help install run serve test lint format typecheck bench bench-load openapi openapi-check check \
-	docker up down lock clean
+	screenshots vendor-assets docker up down lock clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' \
@@ -62,6 +62,12 @@ openapi-check: $(STAMP) ## fail if openapi/openapi.json is out of date
 	$(BIN)/python -m provisioner.api.openapi --check
 
 check: lint typecheck test openapi-check ## everything CI runs
+
+screenshots: $(STAMP) ## retake the README's dashboard screenshots into docs/ (needs chromium)
+	PROVISIONER_SCREENSHOTS=docs $(BIN)/pytest tests/browser/test_screenshots.py -q
+
+vendor-assets: ## refresh Swagger UI, ReDoc and dagre from npm (pinned in scripts/vendor-assets)
+	scripts/vendor-assets
 
 docker: ## build the production image as $(IMAGE)
 	docker build --tag $(IMAGE) .

@@ -49,7 +49,7 @@ async def _demo(port: int, adapter_port: int, database_url: str, stay: bool) -> 
         )
         code = await asyncio.to_thread(_deploy_example, url, examples / "data-product.yaml")
         if stay and code == 0:
-            print(f"\nAPI docs: {url}/docs  -  stop with Ctrl-C")
+            print(f"\nDashboard: {url}/ui  -  API docs: {url}/docs  -  stop with Ctrl-C")
             await asyncio.gather(*tasks)
         return code
     finally:

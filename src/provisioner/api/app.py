@@ -18,6 +18,7 @@ from provisioner.adapters.registry import AdapterRegistry
 from provisioner.api.limits import RequestLimitsMiddleware
 from provisioner.api.problems import install_problem_handlers, problem_documents
 from provisioner.api.routes import router
+from provisioner.api.routes.ui import mount_assets
 from provisioner.api.schemas import Health
 from provisioner.engine.failpoints import Failpoints
 from provisioner.engine.worker import Worker, WorkerConfig, utc_now
@@ -138,6 +139,9 @@ def create_app(
         version=__version__,
         summary="Deployment coordinator for data products (Witboost Tech Adapter compatible)",
         lifespan=lifespan,
+        # api.routes.ui serves both from the package's own assets, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     # Read by api.body: aliases may not expand a descriptor past what a body may be.
     app.state.max_body_bytes = settings.max_body_bytes
@@ -145,6 +149,7 @@ def create_app(
     _publish_problems(app)
     app.add_middleware(RequestLimitsMiddleware, limit=settings.max_body_bytes)
     app.include_router(router)
+    mount_assets(app)
     _add_health(app)
     return app
 

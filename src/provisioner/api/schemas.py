@@ -45,6 +45,9 @@ class TaskOut(Schema):
     action: TaskAction
     status: TaskStatus
     depends_on: list[str]
+    infrastructure_template_id: str | None = Field(
+        default=None, description="the Tech Adapter that runs it (none: a system step without one)"
+    )
     attempts: int
     started_at: datetime | None
     finished_at: datetime | None
