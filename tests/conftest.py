@@ -29,7 +29,10 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "PROVISIONER_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
-TABLES = "operations, tasks, events, releases, components"
+TABLES = (
+    "operations, tasks, events, releases, components, publications, published_components, "
+    "deliveries"
+)
 
 
 async def _execute(url: str, *statements: str) -> None:
