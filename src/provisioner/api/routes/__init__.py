@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from provisioner.api.routes import adapters, operations, releases
+from provisioner.api.routes import adapters, operations, publications, releases
 
 router = APIRouter()
 router.include_router(operations.router)
 router.include_router(releases.router)
 router.include_router(adapters.router)
+router.include_router(publications.router)
