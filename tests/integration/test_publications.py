@@ -67,10 +67,13 @@ async def deployed(
     *,
     marketplaces: tuple[str, ...] = PLANES,
     fenced_out: bool = False,
+    only: tuple[str, ...] | None = None,
+    tag: str = "t",
 ) -> str:
-    """Run a deploy of ``unit_id`` (components a and b) through the store as the engine does:
-    submit, claim, then one write with every task SUCCEEDED (public and private info) and
-    the operation's end. ``fenced_out``: another owner took the operation over first."""
+    """Run a deploy of ``unit_id`` (components a and b, or ``only`` some) through the store
+    as the engine does: submit, claim, then one write with every task SUCCEEDED (public info
+    ``{table: <tag>-<id>}``, and private info) and the operation's end. ``fenced_out``:
+    another owner took the operation over first."""
     document = unit(unit_id, [component("a"), component("b", depends_on=["a"])])
     parsed = parse_descriptor(document)
     header = OperationHeader(
@@ -86,7 +89,7 @@ async def deployed(
     await Submissions(database).submit(
         NewOperation(
             header=header,
-            plan=plan_deploy(parsed.unit),
+            plan=plan_deploy(parsed.unit, selected=only, deployed=("a", "b")),
             descriptor_json=json.dumps(document),
             components=rows,
         )
@@ -99,7 +102,8 @@ async def deployed(
         await store.release_leases([claimed.fence])
         await store.claim(owner="r2/1", replica_id="r2", limit=1, lease_seconds=LEASE, now=now())
     done = now()
-    infos = {cid: {"table": f"t-{cid}"} for cid in ("a", "b")}
+    infos = {cid: {"table": f"{tag}-{cid}"} for cid in ("a", "b")}
+    ran = {task.component_id for task in claimed.tasks}
     write = StateWrite(
         fence=claimed.fence,
         header=claimed.header,
@@ -121,6 +125,7 @@ async def deployed(
                 private_info={"key": "private"},
             )
             for cid, state in claimed.components.items()
+            if cid in ran
         ],
         operation=OperationWrite(OperationStatus.SUCCEEDED, started_at=done, finished_at=done),
     )
@@ -222,6 +227,31 @@ async def test_what_an_event_says_is_fixed_when_it_is_published(database: Databa
     assert by_id["b"]["info"] == {"publicInfo": {"table": "t-b"}}
     assert "private" not in json.dumps(event)
     assert build_body(record_) == build_body(record_)  # the same bytes on every attempt
+
+
+async def test_a_deploy_of_some_components_publishes_the_others_as_they_were(
+    database: Database,
+) -> None:
+    """A deploy of b alone: the event has b's new public info (from the operation's task)
+    and a's as it was then (copied), even once a changes afterwards."""
+    await deployed(database, "subset", marketplaces=())
+    await deployed(database, "subset", only=("b",), tag="new")
+    await database.transaction(
+        lambda conn: conn.execute(
+            update(components)
+            .where(components.c.component_id == "a")
+            .values(public_info={"table": "changed"})
+        )
+    )
+    store = SqlPublicationStore(database)
+    (delivery, _) = await claim(store)
+    record_ = await store.publication(delivery.publication_id)
+    assert record_ is not None
+    by_id = {
+        item["id"]: item for item in json.loads(build_body(record_))["descriptor"]["components"]
+    }
+    assert by_id["a"]["info"] == {"publicInfo": {"table": "t-a"}}
+    assert by_id["b"]["info"] == {"publicInfo": {"table": "new-b"}}
 
 
 async def test_a_release_s_later_event_waits_for_the_earlier_one_per_market_plane(

@@ -274,8 +274,9 @@ class PublicationRow(Base):
 
 
 class PublishedComponentRow(Base):
-    """A member's public info as it was when a DEPLOYED event was published: later operations
-    change the component, not what the event says."""
+    """The public info of a member a DEPLOYED event's operation did not provision, as it was
+    when the event was published: later operations change the component, not what the event
+    says (the others' is in the operation's task rows)."""
 
     __tablename__ = "published_components"
 

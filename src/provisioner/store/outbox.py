@@ -4,9 +4,11 @@
 operation's end, for DEPLOYED and UNDEPLOYED); the event and one delivery per configured Market
 Plane commit with that change or not at all, and the publisher delivers them later, at least
 once. What the event says is fixed then: its own row, the operation's stored descriptor and
-tasks (which do not change once it ended) and, for DEPLOYED, a copy of each member's public info
-made by the database itself (``INSERT ... SELECT``: nothing is decoded or encoded on the engine's
-hot path, whatever the size of the unit). The payload is built from them when it is delivered.
+tasks, which do not change once it ended (a succeeded task holds the public info its component
+got from it), and, for DEPLOYED, a copy of the public info of the members the operation did not
+provision itself, made by the database (``INSERT ... SELECT``: nothing is decoded or encoded on
+the engine's hot path, and a full deploy copies nothing). The payload is built from them when it
+is delivered.
 
 Call it before the release's status is derived (``settle_release``), or derive it again after
 (``refresh_release``), so that the release shows IN_PROGRESS until the event is acknowledged.
@@ -24,7 +26,13 @@ from sqlalchemy import BigInteger, Connection, insert, literal, select
 from provisioner.domain.publication import PublicationEvent
 from provisioner.domain.status import DeliveryStatus, Publication, PublicationState
 from provisioner.engine.ports import JSON
-from provisioner.store.models import components, deliveries, publications, published_components
+from provisioner.store.models import (
+    components,
+    deliveries,
+    publications,
+    published_components,
+    tasks,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,7 +55,7 @@ def record_publication(
     return its id (None, and nothing written, when no Market Plane is configured).
 
     For DEPLOYED, the public info of the release's members (the unit and the components of its
-    last deployed descriptor) is copied as it is now.
+    last deployed descriptor) that the operation did not provision is copied as it is now.
     """
     if not marketplaces:
         return None
@@ -66,6 +74,11 @@ def record_publication(
         .returning(publications.c.id)
     ).scalar_one()
     if publication.event is PublicationEvent.DEPLOYED:
+        # What this operation provisioned has its public info in its own task rows; only the
+        # other members' (a deploy of some components) are copied.
+        provisioned = select(tasks.c.component_id).where(
+            tasks.c.operation_id == publication.operation_id
+        )
         members = select(
             literal(publication_id, BigInteger()),
             components.c.component_id,
@@ -74,6 +87,7 @@ def record_publication(
             components.c.deployment_unit_id == publication.deployment_unit_id,
             components.c.environment == publication.environment,
             components.c.member,
+            components.c.component_id.not_in(provisioned),
         )
         conn.execute(
             insert(published_components).from_select(

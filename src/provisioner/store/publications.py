@@ -163,7 +163,14 @@ class SqlPublicationStore:
                         select(operations.c.descriptor).where(operations.c.id == row.operation_id)
                     )
                 ).scalar_one_or_none()
-                members = (
+                provisioned = (
+                    await conn.execute(
+                        select(tasks.c.component_id, tasks.c.public_info).where(
+                            tasks.c.operation_id == row.operation_id
+                        )
+                    )
+                ).all()
+                others = (
                     await conn.execute(
                         select(
                             published_components.c.component_id,
@@ -175,7 +182,10 @@ class SqlPublicationStore:
                 return PublicationRecord(
                     **facts,
                     document=document,
-                    public_info={member.component_id: member.public_info for member in members},
+                    public_info={
+                        member.component_id: member.public_info
+                        for member in (*provisioned, *others)
+                    },
                     size=len(text or ""),
                 )
             if row.event is PublicationEvent.UNDEPLOYED:
