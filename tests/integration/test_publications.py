@@ -37,7 +37,13 @@ from provisioner.engine.publisher import build_body
 from provisioner.service.ids import new_operation_id
 from provisioner.store.database import Database
 from provisioner.store.migrate import migrate
-from provisioner.store.models import components, deliveries, publications, releases
+from provisioner.store.models import (
+    components,
+    deliveries,
+    publications,
+    published_components,
+    releases,
+)
 from provisioner.store.operations import SqlOperationStore, refresh_release
 from provisioner.store.outbox import NewPublication, record_publication
 from provisioner.store.publications import SqlPublicationStore
@@ -91,6 +97,7 @@ async def deployed(
             header=header,
             plan=plan_deploy(parsed.unit, selected=only, deployed=("a", "b")),
             descriptor_json=json.dumps(document),
+            requested_components=only,
             components=rows,
         )
     )
@@ -205,8 +212,11 @@ async def test_nothing_is_published_without_market_planes_or_when_the_fence_fail
 
 async def test_what_an_event_says_is_fixed_when_it_is_published(database: Database) -> None:
     """A later change of a component's public info (another deploy) does not change the
-    DEPLOYED event already published; no privateInfo is in it."""
+    DEPLOYED event already published; no privateInfo is in it. A full deploy copies nothing:
+    its own tasks hold what it provisioned."""
     operation_id = await deployed(database, "fixed")
+    async with database.read() as conn:
+        assert (await conn.execute(select(published_components))).all() == []
     await database.transaction(
         lambda conn: conn.execute(
             update(components)
@@ -252,6 +262,9 @@ async def test_a_deploy_of_some_components_publishes_the_others_as_they_were(
     }
     assert by_id["a"]["info"] == {"publicInfo": {"table": "t-a"}}
     assert by_id["b"]["info"] == {"publicInfo": {"table": "new-b"}}
+    async with database.read() as conn:
+        copied = (await conn.execute(select(published_components.c.component_id))).scalars()
+        assert list(copied) == ["a"]
 
 
 async def test_a_release_s_later_event_waits_for_the_earlier_one_per_market_plane(

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Connection, insert, literal, select
+from sqlalchemy import BigInteger, Connection, exists, insert, literal, select
 
 from provisioner.domain.publication import PublicationEvent
 from provisioner.domain.status import DeliveryStatus, Publication, PublicationState
@@ -29,6 +29,7 @@ from provisioner.engine.ports import JSON
 from provisioner.store.models import (
     components,
     deliveries,
+    operations,
     publications,
     published_components,
     tasks,
@@ -75,7 +76,12 @@ def record_publication(
     ).scalar_one()
     if publication.event is PublicationEvent.DEPLOYED:
         # What this operation provisioned has its public info in its own task rows; only the
-        # other members' (a deploy of some components) are copied.
+        # other members' are copied, and there are none unless it deployed some components
+        # (checked once, before the scan: a full deploy of thousands copies nothing).
+        subset = exists().where(
+            operations.c.id == publication.operation_id,
+            operations.c.requested_components.is_not(None),
+        )
         provisioned = select(tasks.c.component_id).where(
             tasks.c.operation_id == publication.operation_id
         )
@@ -87,6 +93,7 @@ def record_publication(
             components.c.deployment_unit_id == publication.deployment_unit_id,
             components.c.environment == publication.environment,
             components.c.member,
+            subset,
             components.c.component_id.not_in(provisioned),
         )
         conn.execute(
