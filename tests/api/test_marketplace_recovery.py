@@ -4,15 +4,14 @@ PostgreSQL deliver each event once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from provisioner.mockadapter import create_mock_app
-from tests.api.test_marketplace import (
+from tests.marketplace import (
+    FAST_RETRIES,
     SECRET,
     fail_deliveries,
     market_events,
@@ -24,18 +23,6 @@ from tests.processes import ServiceProcess
 from tests.support import ServerThread, component, finished_operation, submit, unit
 
 pytestmark = pytest.mark.slow
-FAST_RETRIES = {
-    "publication_retry_initial_seconds": "0.05",
-    "publication_retry_max_seconds": "0.2",
-    "shutdown_grace_seconds": "2",
-}
-
-
-@pytest.fixture
-def market() -> Iterator[ServerThread]:
-    server = ServerThread(create_mock_app(marketplace_secret=SECRET)).start()
-    yield server
-    server.stop(force=True)
 
 
 async def test_an_event_claimed_by_a_killed_process_is_delivered_after_the_restart(
@@ -54,6 +41,7 @@ async def test_an_event_claimed_by_a_killed_process_is_delivered_after_the_resta
         "registry": registry_with(tmp_path, mock_adapter, ("catalog", market.url, SECRET)),
         "log": tmp_path / "service.log",
         "replica_id": "publish-crash",
+        "shutdown_grace_seconds": "2",
         **FAST_RETRIES,
     }
     doomed = ServiceProcess(**settings, failpoints=f"before-delivery={unit_id}").start()
@@ -96,6 +84,7 @@ async def test_replicas_deliver_each_event_once(
             log=tmp_path / f"{name}.log",
             replica_id=name,
             claim_interval_seconds="0.05",
+            shutdown_grace_seconds="2",
             **FAST_RETRIES,
         ).start()
         for name in ("a", "b")

@@ -125,6 +125,7 @@ class Publisher:
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self._retries: list[float] = []  # a heap of the event-loop times retries fall due
+        self._swept_at = float("-inf")
 
     def start(self) -> None:
         """Start delivering (call from within the running event loop)."""
@@ -159,7 +160,9 @@ class Publisher:
             self._wake.clear()
             looked_at = loop.time()
             try:
-                await self._sweep()
+                if looked_at - self._swept_at >= self._config.claim_interval_seconds:
+                    self._swept_at = looked_at  # once per interval, not after every delivery
+                    await self._sweep()
                 await self._claim()
             except DatabaseUnavailableError as exc:
                 log.warning("publication_claim_failed", error=str(exc))
