@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, and_, exists, or_, select, tuple_, update
@@ -252,40 +253,44 @@ class SqlPublicationStore:
             deliveries.c.created_at < cutoff,
         )
         async with self._db.read() as conn:
-            found = await conn.execute(select(deliveries.c.publication_id).where(late).limit(1))
-            if found.first() is None:
-                return 0
-
-        def work(conn: Connection) -> int:
-            query = select(
-                deliveries.c.publication_id,
-                deliveries.c.marketplace,
-                deliveries.c.deployment_unit_id,
-                deliveries.c.environment,
-            ).where(late)
-            if not self._db.is_sqlite:
-                # Another replica sweeping at once takes the others; neither waits.
-                query = query.with_for_update(skip_locked=True)
-            rows = conn.execute(query).all()
-            if not rows:
-                return 0
-            conn.execute(
-                update(deliveries)
-                .where(
-                    tuple_(deliveries.c.publication_id, deliveries.c.marketplace).in_(
-                        [(row.publication_id, row.marketplace) for row in rows]
-                    )
-                )
-                .values(overdue=True)
+            found = await conn.execute(
+                select(deliveries.c.deployment_unit_id, deliveries.c.environment)
+                .where(late)
+                .distinct()
             )
-            # In one order, so that two sweeps never wait for each other's release rows.
-            for unit_id, environment in sorted(
-                {(row.deployment_unit_id, row.environment) for row in rows}
-            ):
-                refresh_release(conn, unit_id, environment, now)
-            return len(rows)
+            late_releases = found.all()
+        marked = 0
+        # One release per transaction: it holds one release row at a time, as an operation's
+        # end and an acknowledgement do, so none of them can wait for another in a cycle.
+        for unit_id, environment in late_releases:
+            marked += await self._db.transaction(
+                partial(
+                    self._mark_late, late=late, unit_id=unit_id, environment=environment, now=now
+                )
+            )
+        return marked
 
-        return await self._db.transaction(work)
+    def _mark_late(
+        self, conn: Connection, *, late: Any, unit_id: str, environment: str, now: datetime
+    ) -> int:
+        query = select(deliveries.c.publication_id, deliveries.c.marketplace).where(
+            late,
+            deliveries.c.deployment_unit_id == unit_id,
+            deliveries.c.environment == environment,
+        )
+        if not self._db.is_sqlite:
+            # Another replica sweeping at once takes the others; neither waits.
+            query = query.with_for_update(skip_locked=True)
+        keys = [(row.publication_id, row.marketplace) for row in conn.execute(query)]
+        if not keys:
+            return 0
+        conn.execute(
+            update(deliveries)
+            .where(tuple_(deliveries.c.publication_id, deliveries.c.marketplace).in_(keys))
+            .values(overdue=True)
+        )
+        refresh_release(conn, unit_id, environment, now)
+        return len(keys)
 
     async def release_claims(self, owner: str) -> None:
         await self._db.transaction(
