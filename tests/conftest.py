@@ -22,6 +22,7 @@ from provisioner.mockadapter import create_mock_app
 from provisioner.settings import Settings
 from provisioner.store.database import Database
 from provisioner.store.migrate import migrate
+from tests.marketplace import SECRET as MARKET_SECRET
 from tests.processes import ServiceProcess
 from tests.support import ServerThread, write_registry
 
@@ -29,7 +30,10 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "PROVISIONER_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
-TABLES = "operations, tasks, events, releases, components"
+TABLES = (
+    "operations, tasks, events, releases, components, publications, published_components, "
+    "deliveries"
+)
 
 
 async def _execute(url: str, *statements: str) -> None:
@@ -142,6 +146,15 @@ async def mock(mock_adapter: str) -> AsyncIterator[httpx.AsyncClient]:
     """The mock adapter's control API (``/mock/calls``, ``/mock/components``)."""
     async with httpx.AsyncClient(base_url=mock_adapter, timeout=30) as http:
         yield http
+
+
+@pytest.fixture
+def market() -> Iterator[ServerThread]:
+    """A mock Market Plane of the test's own (its failure knob and recorded deliveries are
+    per instance), that checks signatures with ``tests.marketplace.SECRET``."""
+    server = ServerThread(create_mock_app(marketplace_secret=MARKET_SECRET)).start()
+    yield server
+    server.stop(force=True)
 
 
 @pytest.fixture

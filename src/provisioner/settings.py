@@ -58,6 +58,15 @@ class Settings(BaseSettings):
     adapter_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     poll_timeout_seconds: float = Field(default=30.0, gt=0, description="one status poll")
 
+    # --- Market Plane publication (the registry's ``marketplaces``) ---
+    # Past it, a release whose event a Market Plane has not acknowledged is CORRUPT.
+    publication_timeout_seconds: float = Field(default=600.0, gt=0)
+    publication_request_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="one delivery, connecting included"
+    )
+    publication_retry_initial_seconds: float = Field(default=1.0, gt=0)
+    publication_retry_max_seconds: float = Field(default=60.0, gt=0)
+
     failpoints: str | None = Field(
         default=None,
         description="testing aid: crash points such as 'after-call=<component id>'",
@@ -82,6 +91,10 @@ class Settings(BaseSettings):
             )
         if self.poll_max_seconds < self.poll_initial_seconds:
             raise ValueError("poll_max_seconds must be at least poll_initial_seconds")
+        if self.publication_retry_max_seconds < self.publication_retry_initial_seconds:
+            raise ValueError(
+                "publication_retry_max_seconds must be at least publication_retry_initial_seconds"
+            )
         if self.lease_seconds < 1.0:
             raise ValueError("lease_seconds below 1 s leaves no room for a heartbeat")
         return self

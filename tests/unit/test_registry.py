@@ -332,3 +332,73 @@ def test_a_registry_that_is_not_a_mapping_is_refused() -> None:
     """A top-level list is an invalid registry."""
     with pytest.raises(ConfigurationError, match="invalid adapter registry"):
         load("- urn:t:0\n")
+
+
+# --- Market Planes -----------------------------------------------------------------------------
+
+
+def test_market_planes_are_read_with_their_secret_from_the_environment() -> None:
+    """``marketplaces`` entries become endpoints; ``${VAR}`` fills the secret and headers; the
+    secret is not in the endpoint's repr (it is never logged)."""
+    registry = load(
+        one("http://a")
+        + "marketplaces:\n"
+        + "  - name: catalog\n    url: https://catalog:8443/events/\n"
+        + "    headers: {Authorization: 'Bearer ${CATALOG_TOKEN}'}\n"
+        + "    secret: ${CATALOG_SECRET}\n"
+        + "  - {name: search, url: 'http://search/hook'}\n",
+        CATALOG_TOKEN="tok",
+        CATALOG_SECRET="s3cret",
+    )
+    catalog, search = registry.marketplaces
+    assert (catalog.name, catalog.url, catalog.secret) == (
+        "catalog",
+        "https://catalog:8443/events",
+        "s3cret",
+    )
+    assert catalog.headers == {"Authorization": "Bearer tok"}
+    assert "s3cret" not in repr(catalog)
+    assert "tok" not in repr(catalog)
+    assert (search.name, search.url, search.secret, dict(search.headers)) == (
+        "search",
+        "http://search/hook",
+        None,
+        {},
+    )
+
+
+def test_without_market_planes_there_are_none() -> None:
+    assert load(one("http://a")).marketplaces == ()
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ("  - {name: a, url: 'http://a', colour: red}\n", "Extra inputs are not permitted"),
+        ("  - {name: a, url: 'ftp://a'}\n", "is not an http\\(s\\) URL"),
+        ("  - {name: a}\n", "marketplaces.0.url: Field required"),
+        ("  - {name: '', url: 'http://a'}\n", "marketplaces.0.name"),
+        ("  - {name: 'a b', url: 'http://a'}\n", "marketplaces.0.name"),
+        ("  - {name: a, url: 'http://a', secret: ''}\n", "marketplaces.0.secret"),
+        ("  - {name: a, url: 'http://a'}\n  - {name: a, url: 'http://b'}\n", "distinct: a$"),
+    ],
+)
+def test_unusable_market_planes_are_refused(entries: str, message: str) -> None:
+    """Unknown keys, non-HTTP URLs, a missing URL, empty or spaced names, an empty secret and
+    a name given twice stop the service at start."""
+    with pytest.raises(ConfigurationError, match=message):
+        load(one("http://a") + "marketplaces:\n" + entries)
+
+
+def test_a_refused_registry_does_not_repeat_the_values_given() -> None:
+    """The error names where the problem is, never the value (a secret, a header's token)."""
+    with pytest.raises(ConfigurationError) as caught:
+        load(one("http://a") + "marketplaces:\n  - {name: a, url: 'http://a', secret: 42}\n")
+    assert "marketplaces.0.secret" in caught.value.message
+    assert "42" not in caught.value.message
+
+
+def test_an_unset_market_plane_secret_stops_the_service() -> None:
+    entry = "  - {name: a, url: 'http://a', secret: '${NOPE}'}\n"
+    with pytest.raises(ConfigurationError, match=r"unset environment variables: NOPE$"):
+        load(one("http://a") + "marketplaces:\n" + entry)

@@ -6,15 +6,19 @@ from __future__ import annotations
 import pytest
 
 from provisioner.domain.status import (
+    ACKNOWLEDGED,
     ComponentStatus,
     Interruption,
     OperationStatus,
+    Publication,
+    PublicationState,
     ReleaseStatus,
     TaskAction,
     TaskStatus,
     component_after,
     operation_outcome,
     release_status,
+    release_verdict,
 )
 
 A = TaskAction
@@ -155,6 +159,56 @@ def test_release_status_reads_any_iterable() -> None:
     members = (status for status in [C.DEPLOYED, C.NOT_DEPLOYED])
 
     assert release_status(members, last_operation=O.SUCCEEDED) is R.PARTIALLY_DEPLOYED
+
+
+# --- release_verdict: the Market Planes' part ---------------------------------------------------
+
+P = PublicationState
+DELIVERING = Publication(P.DELIVERING, "publishing DEPLOYED to 'catalog'")
+OVERDUE = Publication(P.OVERDUE, "'catalog' has not acknowledged DEPLOYED")
+
+
+@pytest.mark.parametrize(
+    ("members", "last", "publication", "status", "reason"),
+    [
+        # Every member deployed: DEPLOYED only once every Market Plane acknowledged.
+        ([C.DEPLOYED, C.DEPLOYED], O.SUCCEEDED, ACKNOWLEDGED, R.DEPLOYED, None),
+        ([C.DEPLOYED, C.DEPLOYED], O.SUCCEEDED, DELIVERING, R.IN_PROGRESS, DELIVERING.detail),
+        # Past the publication timeout: CORRUPT, although every component deployed.
+        ([C.DEPLOYED, C.DEPLOYED], O.SUCCEEDED, OVERDUE, R.CORRUPT, OVERDUE.detail),
+        # The same for what an undeploy or a partial deploy leaves.
+        ([C.NOT_DEPLOYED], O.SUCCEEDED, DELIVERING, R.IN_PROGRESS, DELIVERING.detail),
+        ([C.NOT_DEPLOYED], O.SUCCEEDED, OVERDUE, R.CORRUPT, OVERDUE.detail),
+        ([C.DEPLOYED, C.NOT_DEPLOYED], O.SUCCEEDED, ACKNOWLEDGED, R.PARTIALLY_DEPLOYED, None),
+        # An operation running, or failed, or a CORRUPT member decide first, and say no more.
+        ([C.DEPLOYED], O.RUNNING, OVERDUE, R.IN_PROGRESS, None),
+        ([C.DEPLOYED], O.FAILED, DELIVERING, R.CORRUPT, None),
+        ([C.DEPLOYED, C.CORRUPT], O.SUCCEEDED, OVERDUE, R.CORRUPT, None),
+        # A cancelled operation leaves the members and the publications to decide.
+        ([C.DEPLOYED], O.CANCELLED, DELIVERING, R.IN_PROGRESS, DELIVERING.detail),
+    ],
+)
+def test_release_verdict_with_publications(
+    members: list[ComponentStatus],
+    last: OperationStatus,
+    publication: Publication,
+    status: ReleaseStatus,
+    reason: str | None,
+) -> None:
+    """DEPLOYED requires the events acknowledged; IN_PROGRESS while they are delivered;
+    CORRUPT past the publication timeout, with the reason; a later acknowledgement (the
+    publication ACKNOWLEDGED again) gives back what the members say."""
+    verdict = release_verdict(members, last_operation=last, publication=publication)
+    assert (verdict.status, verdict.reason) == (status, reason)
+    assert release_status(members, last_operation=last, publication=publication) is status
+
+
+def test_release_verdict_without_publications_is_the_old_rule() -> None:
+    """No Market Plane (or all acknowledged): the status the members give, with no reason."""
+    assert release_verdict([C.DEPLOYED], last_operation=O.SUCCEEDED) == release_verdict(
+        [C.DEPLOYED], last_operation=O.SUCCEEDED, publication=ACKNOWLEDGED
+    )
+    assert release_verdict([C.DEPLOYED], last_operation=O.SUCCEEDED).reason is None
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,11 @@ Read from the YAML file named by ``PROVISIONER_CONFIG``::
         timeoutSeconds: 1800                    # optional: one adapter operation, polling included
         maxConcurrency: 8                       # optional: calls in flight to this adapter
         headers: {Authorization: "Bearer ${SNOWFLAKE_TA_TOKEN}"}   # optional, ${VAR} from env
+    marketplaces:                               # optional: Market Planes told of each release
+      - name: catalog
+        url: https://catalog.example.com/provisioner/events
+        headers: {Authorization: "Bearer ${CATALOG_TOKEN}"}          # optional
+        secret: ${CATALOG_SIGNING_SECRET}       # optional: signs every body (HMAC-SHA256)
 
 ``${VAR}`` (or ``${VAR:-default}``) in any value is replaced from the environment; an unset
 variable without a default is a configuration error. Adapter URLs come only from here, never
@@ -27,7 +32,7 @@ import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from provisioner.engine.ports import AdapterEndpoint
+from provisioner.engine.ports import AdapterEndpoint, MarketplaceEndpoint
 from provisioner.errors import ConfigurationError
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -61,10 +66,43 @@ class _AdapterEntry(BaseModel):
         return self
 
 
+class _MarketplaceEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\s/]+$")
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    secret: str | None = Field(default=None, min_length=1, repr=False)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_url(value)
+
+
 class _RegistryFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tech_adapters: list[_AdapterEntry] = Field(default_factory=list, alias="techAdapters")
+    marketplaces: list[_MarketplaceEntry] = Field(default_factory=list)
+
+    @field_validator("marketplaces")
+    @classmethod
+    def _distinct_names(cls, value: list[_MarketplaceEntry]) -> list[_MarketplaceEntry]:
+        names = [entry.name for entry in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"Market Plane names must be distinct: {', '.join(twice)}")
+        return value
+
+
+def _problems(exc: ValidationError) -> str:
+    """Each problem with where it is, but not the value given: it may be a header's token or a
+    Market Plane's secret, and the message is logged."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'the registry'}: {error['msg']}"
+        for error in exc.errors(include_url=False, include_input=False)
+    )
 
 
 def _check_url(value: str) -> str:
@@ -79,9 +117,16 @@ def _check_url(value: str) -> str:
 
 
 class AdapterRegistry:
-    """Resolves an ``infrastructureTemplateId`` and an environment to an adapter endpoint."""
+    """Resolves an ``infrastructureTemplateId`` and an environment to an adapter endpoint;
+    names the Market Planes that are told of every release."""
 
-    def __init__(self, entries: list[_AdapterEntry], *, default_timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        entries: list[_AdapterEntry],
+        *,
+        default_timeout_seconds: float,
+        marketplaces: list[_MarketplaceEntry] | None = None,
+    ) -> None:
         self._entries: dict[str, _AdapterEntry] = {}
         for entry in entries:
             if entry.infrastructure_template_id in self._entries:
@@ -92,6 +137,12 @@ class AdapterRegistry:
             self._entries[entry.infrastructure_template_id] = entry
         self._default_timeout = default_timeout_seconds
         self._cache: dict[tuple[str, str], AdapterEndpoint | None] = {}
+        self.marketplaces = tuple(
+            MarketplaceEndpoint(
+                name=entry.name, url=entry.url, headers=dict(entry.headers), secret=entry.secret
+            )
+            for entry in marketplaces or ()
+        )
 
     @classmethod
     def empty(cls, *, default_timeout_seconds: float = 1800.0) -> AdapterRegistry:
@@ -129,8 +180,14 @@ class AdapterRegistry:
         except yaml.YAMLError as exc:
             raise ConfigurationError(f"{source}: malformed YAML: {exc}") from exc
         except ValidationError as exc:
-            raise ConfigurationError(f"{source}: invalid adapter registry: {exc}") from exc
-        return cls(parsed.tech_adapters, default_timeout_seconds=default_timeout_seconds)
+            raise ConfigurationError(
+                f"{source}: invalid adapter registry: {_problems(exc)}"
+            ) from None
+        return cls(
+            parsed.tech_adapters,
+            default_timeout_seconds=default_timeout_seconds,
+            marketplaces=parsed.marketplaces,
+        )
 
     @property
     def template_ids(self) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from provisioner import __version__
 from provisioner.adapters.client import ClientPolicy, TechAdapterClient
+from provisioner.adapters.marketplace import MarketplaceClient
 from provisioner.adapters.registry import AdapterRegistry
 from provisioner.api.limits import RequestLimitsMiddleware
 from provisioner.api.problems import install_problem_handlers, problem_documents
@@ -21,6 +23,7 @@ from provisioner.api.routes import router
 from provisioner.api.routes.ui import mount_assets
 from provisioner.api.schemas import Health
 from provisioner.engine.failpoints import Failpoints
+from provisioner.engine.publisher import Publisher, PublisherConfig
 from provisioner.engine.worker import Worker, WorkerConfig, utc_now
 from provisioner.errors import DatabaseUnavailableError
 from provisioner.service import AdapterCalls, Commands, Reads, Services
@@ -28,6 +31,7 @@ from provisioner.settings import Settings
 from provisioner.store.database import Database
 from provisioner.store.migrate import current_revision, head_revision, migrate
 from provisioner.store.operations import SqlOperationStore
+from provisioner.store.publications import SqlPublicationStore
 from provisioner.store.queries import Queries
 from provisioner.store.submissions import Submissions
 
@@ -42,6 +46,42 @@ class Runtime:
     adapters: TechAdapterClient
     worker: Worker
     services: Services
+    publishing: Publishing | None = None
+
+
+@dataclass(slots=True)
+class Publishing:
+    """The delivery of release events to the Market Planes, when any is configured."""
+
+    publisher: Publisher
+    client: MarketplaceClient
+
+    @classmethod
+    def start(
+        cls,
+        settings: Settings,
+        registry: AdapterRegistry,
+        database: Database,
+        failpoints: Failpoints,
+    ) -> Publishing | None:
+        if not registry.marketplaces:
+            return None
+        client = MarketplaceClient(
+            timeout_seconds=settings.publication_request_timeout_seconds,
+            connect_timeout_seconds=settings.adapter_connect_timeout_seconds,
+        )
+        publisher = Publisher(
+            store=SqlPublicationStore(database),
+            marketplaces=client,
+            endpoints=registry.marketplaces,
+            config=settings.configure(PublisherConfig, failpoints=failpoints),
+        )
+        publisher.start()
+        return cls(publisher, client)
+
+    async def stop(self, *, grace_seconds: float) -> None:
+        await self.publisher.stop(grace_seconds=grace_seconds)
+        await self.client.aclose()
 
 
 def load_registry(settings: Settings) -> AdapterRegistry:
@@ -74,11 +114,16 @@ async def start_runtime(
     )
     await migrate(database)
     adapters = TechAdapterClient(client_policy(settings), transport=transport)
+    failpoints = Failpoints(settings.failpoints)
+    publishing = Publishing.start(settings, registry, database, failpoints)
     worker = Worker(
-        store=SqlOperationStore(database),
+        store=SqlOperationStore(
+            database, marketplaces=[marketplace.name for marketplace in registry.marketplaces]
+        ),
         adapters=adapters,
         directory=registry,
-        config=settings.configure(WorkerConfig, failpoints=Failpoints(settings.failpoints)),
+        config=settings.configure(WorkerConfig, failpoints=failpoints),
+        on_finished=publishing.publisher.wake if publishing else None,
     )
     worker.start()
     reads = Reads(Queries(database))
@@ -102,12 +147,22 @@ async def start_runtime(
         owner=worker.owner,
         database=database.url.render_as_string(hide_password=True),
         adapters=len(registry.template_ids),
+        marketplaces=len(registry.marketplaces),
     )
-    return Runtime(database, adapters, worker, services)
+    return Runtime(database, adapters, worker, services, publishing)
 
 
-async def stop_runtime(runtime: Runtime, *, grace_seconds: float) -> None:
-    await runtime.worker.stop(grace_seconds=grace_seconds)
+async def stop_runtime(
+    runtime: Runtime, *, grace_seconds: float, delivery_grace_seconds: float | None = None
+) -> None:
+    """Stop the worker and the publisher together, each within its grace period: what either
+    leaves (an operation, an event) is durable and taken up by another replica or the next
+    start. ``delivery_grace_seconds`` (default ``grace_seconds``) bounds the deliveries."""
+    stopping = [runtime.worker.stop(grace_seconds=grace_seconds)]
+    if runtime.publishing is not None:
+        delivery_grace = grace_seconds if delivery_grace_seconds is None else delivery_grace_seconds
+        stopping.append(runtime.publishing.stop(grace_seconds=min(grace_seconds, delivery_grace)))
+    await asyncio.gather(*stopping)
     await runtime.adapters.aclose()
     await runtime.database.dispose()
     log.info("service_stopped")
@@ -132,7 +187,11 @@ def create_app(
         try:
             yield
         finally:
-            await stop_runtime(runtime, grace_seconds=settings.shutdown_grace_seconds)
+            await stop_runtime(
+                runtime,
+                grace_seconds=settings.shutdown_grace_seconds,
+                delivery_grace_seconds=settings.publication_request_timeout_seconds,
+            )
 
     app = FastAPI(
         title="provisioner",

@@ -9,8 +9,10 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from provisioner.api.params import Identifier
+from provisioner.domain.publication import PublicationEvent
 from provisioner.domain.status import (
     ComponentStatus,
+    DeliveryStatus,
     OperationStatus,
     OperationType,
     ReleaseStatus,
@@ -121,10 +123,19 @@ class ComponentOut(Schema):
     updated_at: datetime
 
 
+_STATUS_REASON = Field(
+    default=None,
+    description="why the release has its status, when the status alone does not say: the "
+    "Market Plane event not acknowledged yet (IN_PROGRESS) or past the publication timeout "
+    "(CORRUPT), with its last error",
+)
+
+
 class ReleaseOut(Schema):
     deployment_unit_id: str
     environment: str
     status: ReleaseStatus
+    status_reason: str | None = _STATUS_REASON
     version: str | None
     info: Info
     components: list[ComponentOut]
@@ -140,6 +151,7 @@ class ReleaseSummaryOut(Schema):
     deployment_unit_id: str
     environment: str
     status: ReleaseStatus
+    status_reason: str | None = _STATUS_REASON
     version: str | None
     last_operation_id: str | None
     updated_at: datetime
@@ -147,6 +159,36 @@ class ReleaseSummaryOut(Schema):
 
 class ReleasePage(Schema):
     items: list[ReleaseSummaryOut]
+    next_cursor: str | None
+
+
+class DeliveryOut(Schema):
+    marketplace: str = Field(description="the Market Plane's name in the registry")
+    status: DeliveryStatus
+    attempts: int
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None = Field(description="while PENDING: the next attempt")
+    delivered_at: datetime | None = Field(description="when the Market Plane acknowledged it")
+    last_status_code: int | None = Field(description="of the last attempt's answer")
+    last_error: str | None = Field(description="why the last failed attempt failed")
+    overdue: bool = Field(description="not acknowledged within the publication timeout")
+
+
+class PublicationOut(Schema):
+    event_id: str = Field(description="the idempotency key the Market Plane receives")
+    sequence: int = Field(
+        validation_alias=AliasChoices("publication_id", "sequence"),
+        description="increases with every event of the release",
+    )
+    event: PublicationEvent
+    operation_id: str
+    version: str | None
+    occurred_at: datetime
+    deliveries: list[DeliveryOut]
+
+
+class PublicationPage(Schema):
+    items: list[PublicationOut]
     next_cursor: str | None
 
 

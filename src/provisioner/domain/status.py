@@ -6,12 +6,14 @@ operation is cancelled before it ran, or abandoned after an internal error) deci
 - ``component_after``: a component's status once its task ended;
 - ``Interruption.task_status``: what a task cut short by a cancel, a timeout or a crash becomes;
 - ``operation_outcome``: an operation's status once all its tasks are final;
-- ``release_status``: a release's status once its last operation ended.
+- ``release_verdict`` (and ``release_status``, its status alone): a release's status once its
+  last operation ended, with what the Market Planes acknowledged of its publications.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -123,23 +125,81 @@ def operation_outcome(
     return OperationStatus.FAILED
 
 
-def release_status(
-    member_statuses: Iterable[ComponentStatus], *, last_operation: OperationStatus
-) -> ReleaseStatus:
-    """The status of a release once its last operation has ended.
+class DeliveryStatus(StrEnum):
+    """One publication to one Market Plane: retried until the Market Plane acknowledges it."""
+
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+
+
+class PublicationState(StrEnum):
+    """Where a release's publications stand with the configured Market Planes."""
+
+    ACKNOWLEDGED = "ACKNOWLEDGED"  # every one acknowledged every event (or none is configured)
+    DELIVERING = "DELIVERING"  # an event is not acknowledged yet, within the publication timeout
+    OVERDUE = "OVERDUE"  # an event is still not acknowledged past the publication timeout
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """A release's publications as its status rule sees them; ``detail`` says, unless
+    ACKNOWLEDGED, which event waits for which Market Plane (and its last error)."""
+
+    state: PublicationState = PublicationState.ACKNOWLEDGED
+    detail: str | None = None
+
+
+ACKNOWLEDGED = Publication()
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseVerdict:
+    """A release's status and, when the status alone does not say why, the reason."""
+
+    status: ReleaseStatus
+    reason: str | None = None
+
+
+def release_verdict(
+    member_statuses: Iterable[ComponentStatus],
+    *,
+    last_operation: OperationStatus,
+    publication: Publication = ACKNOWLEDGED,
+) -> ReleaseVerdict:
+    """The status of a release once its last operation has ended, and why.
 
     ``member_statuses`` covers the system step and every component of the release (those of
     the last deployed descriptor and any still deployed from earlier ones). A failed last
-    operation, or any component left CORRUPT, makes the release CORRUPT.
+    operation, or any component left CORRUPT, makes the release CORRUPT. Otherwise the release
+    is what its members are only once every configured Market Plane acknowledged its events:
+    while they are being delivered it is IN_PROGRESS, and past the publication timeout CORRUPT
+    (as in Witboost, "even if all its components have been successfully deployed"), until a
+    later delivery succeeds.
     """
     if last_operation.is_active:
-        return ReleaseStatus.IN_PROGRESS
+        return ReleaseVerdict(ReleaseStatus.IN_PROGRESS)
     statuses = list(member_statuses)
     if last_operation is OperationStatus.FAILED or ComponentStatus.CORRUPT in statuses:
-        return ReleaseStatus.CORRUPT
+        return ReleaseVerdict(ReleaseStatus.CORRUPT)
+    if publication.state is PublicationState.OVERDUE:
+        return ReleaseVerdict(ReleaseStatus.CORRUPT, publication.detail)
+    if publication.state is PublicationState.DELIVERING:
+        return ReleaseVerdict(ReleaseStatus.IN_PROGRESS, publication.detail)
     deployed = sum(status is ComponentStatus.DEPLOYED for status in statuses)
     if deployed == 0:
-        return ReleaseStatus.NOT_DEPLOYED
+        return ReleaseVerdict(ReleaseStatus.NOT_DEPLOYED)
     if deployed == len(statuses):
-        return ReleaseStatus.DEPLOYED
-    return ReleaseStatus.PARTIALLY_DEPLOYED
+        return ReleaseVerdict(ReleaseStatus.DEPLOYED)
+    return ReleaseVerdict(ReleaseStatus.PARTIALLY_DEPLOYED)
+
+
+def release_status(
+    member_statuses: Iterable[ComponentStatus],
+    *,
+    last_operation: OperationStatus,
+    publication: Publication = ACKNOWLEDGED,
+) -> ReleaseStatus:
+    """The status alone of ``release_verdict``."""
+    return release_verdict(
+        member_statuses, last_operation=last_operation, publication=publication
+    ).status

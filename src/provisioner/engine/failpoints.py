@@ -6,7 +6,9 @@ it had been killed there. The points are the boundaries that matter for recovery
 
 - ``before-call``: the task's start is recorded, its adapter call not yet sent;
 - ``after-call``: the adapter answered (a result or a token), nothing of it recorded yet;
-- ``while-polling``: the adapter's token is recorded and polling has begun.
+- ``while-polling``: the adapter's token is recorded and polling has begun;
+- ``before-delivery`` (given a deployment unit id): a Market Plane event of that unit is
+  published and claimed for delivery, not yet sent.
 
 Unset (always, in production), a check is one lookup in an empty mapping.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 import os
 import signal
 
-POINTS = frozenset({"before-call", "after-call", "while-polling"})
+POINTS = frozenset({"before-call", "after-call", "while-polling", "before-delivery"})
 
 
 class Failpoints:

@@ -1,7 +1,8 @@
 """What the engine needs from the outside world, declared as interfaces and value objects.
 
-``adapters`` implements ``TechAdapterPort`` and ``AdapterDirectory``; ``store`` implements
-``OperationStore``. Tests use in-memory fakes of the same interfaces.
+``adapters`` implements ``TechAdapterPort``, ``AdapterDirectory`` and ``MarketplacePort``;
+``store`` implements ``OperationStore`` and ``PublicationStore``. Tests use in-memory fakes of
+the same interfaces.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from provisioner.domain.plan import STEP_FIELDS, Step
+from provisioner.domain.publication import PublicationFacts
 from provisioner.domain.rendering import WireText
 from provisioner.domain.status import (
     ComponentStatus,
@@ -309,4 +311,118 @@ class OperationStore(Protocol):
 
     async def release_leases(self, fences: Sequence[Fence]) -> None:
         """Hand operations back (shutdown) so another replica can claim them at once."""
+        ...
+
+
+# --- Market Plane publication ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MarketplaceEndpoint:
+    """A Market Plane that receives the release events (from the registry's ``marketplaces``)."""
+
+    name: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Signs each body (``X-Provisioner-Signature: sha256=<HMAC>``); never logged.
+    secret: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """One publication to one Market Plane, as a replica claims it to send it.
+
+    Its fields are columns of the store's delivery table, by the same names; ``attempts``
+    counts this attempt, and fences the outcome: only the claim that made it may record it.
+    """
+
+    publication_id: int
+    marketplace: str
+    deployment_unit_id: str
+    environment: str
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """What a Market Plane made of a delivery: acknowledged (2xx) or not, and why not."""
+
+    acknowledged: bool
+    status_code: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublicationRecord(PublicationFacts):
+    """Everything an event is built from, as fixed when it was published: for DEPLOYED the
+    deployed descriptor and the members' public info then; for UNDEPLOYED the components
+    undeployed; for ACL_UPDATED its ``detail`` (``componentId``, ``refs``)."""
+
+    document: Mapping[str, Any] | None = None
+    public_info: Mapping[str, JSON | None] = field(default_factory=dict)
+    components: tuple[str, ...] = ()
+    whole_unit: bool = False
+    detail: JSON | None = None
+    size: int = 0  # bytes of stored JSON text it was read from
+
+
+class PublicationStore(Protocol):
+    """The outbox of release events and their deliveries, as the publisher uses it."""
+
+    async def due(
+        self, *, owner: str, replica_id: str, marketplaces: Sequence[str], now: datetime
+    ) -> bool:
+        """Whether ``claim_deliveries`` may find something now (a read, cheaper than a claim
+        when there is nothing to do, the usual case)."""
+        ...
+
+    async def claim_deliveries(
+        self,
+        *,
+        owner: str,
+        replica_id: str,
+        marketplaces: Sequence[str],
+        limit: int,
+        lease_seconds: float,
+        now: datetime,
+    ) -> list[Delivery]:
+        """Take up to ``limit`` due deliveries, oldest first, none of which has an earlier
+        undelivered event of its release for its Market Plane (order per release)."""
+        ...
+
+    async def publication(self, publication_id: int) -> PublicationRecord | None:
+        """What the event is built from; None if it is no longer stored."""
+        ...
+
+    async def record_delivery(
+        self,
+        delivery: Delivery,
+        *,
+        owner: str,
+        outcome: DeliveryOutcome,
+        now: datetime,
+        retry_at: datetime,
+    ) -> bool:
+        """Record the outcome (and derive the release status again); False if the claim had
+        passed to another owner, whose outcome counts instead."""
+        ...
+
+    async def mark_overdue(self, *, cutoff: datetime, now: datetime) -> int:
+        """Deliveries of events published before ``cutoff`` and not acknowledged yet make
+        their release CORRUPT; how many were found."""
+        ...
+
+    async def release_claims(self, owner: str) -> None:
+        """Hand back (shutdown) what ``owner`` claimed and did not finish."""
+        ...
+
+
+class MarketplacePort(Protocol):
+    """Sends events to Market Planes; every failure is an outcome, never an exception."""
+
+    async def deliver(
+        self, endpoint: MarketplaceEndpoint, body: bytes, *, event_id: str, event: str
+    ) -> DeliveryOutcome:
+        """POST ``body`` to the Market Plane."""
         ...

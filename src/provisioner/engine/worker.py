@@ -81,7 +81,10 @@ class Worker:
         directory: AdapterDirectory,
         config: WorkerConfig,
         clock: Callable[[], datetime] = utc_now,
+        on_finished: Callable[[], None] | None = None,
     ) -> None:
+        """``on_finished`` is called whenever an operation run ends (its end may have
+        published a Market Plane event)."""
         self._store = store
         self._adapters = adapters
         self._directory = directory
@@ -96,6 +99,7 @@ class Worker:
         self._claiming: asyncio.Task[None] | None = None
         self._controlling: asyncio.Task[None] | None = None
         self._accepting = False
+        self._on_finished = on_finished
 
     def start(self) -> None:
         """Start claiming and heartbeating (call from within the running event loop)."""
@@ -214,6 +218,8 @@ class Worker:
         finally:
             self._runs.pop(runner.operation_id, None)
             self._wake.set()
+            if self._on_finished is not None:
+                self._on_finished()
 
     # --- leases and cancel requests ---------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from provisioner.domain.status import OperationStatus, ReleaseStatus
 from provisioner.store.submissions import NewOperation, ReleaseState
-from provisioner.store.views import EventView, OperationView, Page, ReleaseView
+from provisioner.store.views import EventView, OperationView, Page, PublicationView, ReleaseView
 
 
 class SubmissionStore(Protocol):
@@ -63,6 +63,12 @@ class ReadStore(Protocol):
 
     async def document(self, operation_id: str) -> Mapping[str, Any] | None:
         """The unit descriptor an operation deployed."""
+        ...
+
+    async def publications(
+        self, deployment_unit_id: str, environment: str, *, limit: int, cursor: str | None
+    ) -> Page[PublicationView]:
+        """A release's Market Plane events with their deliveries, newest first."""
         ...
 
 

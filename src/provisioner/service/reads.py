@@ -5,11 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from provisioner.domain.privacy import without_private
+from provisioner.domain.publication import public_descriptor
 from provisioner.domain.status import OperationStatus, ReleaseStatus
 from provisioner.errors import NotFoundError
 from provisioner.service.ports import ReadStore
-from provisioner.store.views import ComponentView, EventView, OperationView, Page, ReleaseView
+from provisioner.store.views import (
+    ComponentView,
+    EventView,
+    OperationView,
+    Page,
+    PublicationView,
+    ReleaseView,
+)
 
 
 class Reads:
@@ -78,6 +85,20 @@ class Reads:
             environment=environment, status=status, limit=limit, cursor=cursor
         )
 
+    async def publications(
+        self,
+        deployment_unit_id: str,
+        environment: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[PublicationView]:
+        """The release's Market Plane events and their deliveries (attempts, last error)."""
+        await self.release(deployment_unit_id, environment)
+        return await self._store.publications(
+            deployment_unit_id, environment, limit=limit, cursor=cursor
+        )
+
     async def document(self, operation_id: str) -> Mapping[str, Any] | None:
         """The unit descriptor an operation deployed, as stored (``privateInfo`` included:
         for what is sent to adapters, never for what is shown)."""
@@ -95,14 +116,6 @@ class Reads:
 
 def _public_descriptor(document: Mapping[str, Any], release: ReleaseView) -> dict[str, Any]:
     """The descriptor with each member's public info and no ``privateInfo`` anywhere."""
-    public = {view.component_id: view for view in release.components}
-    result: dict[str, Any] = without_private(document)
-    if release.public_info is not None:
-        result["info"] = {"publicInfo": release.public_info}
-    components = result.get("components")
-    if isinstance(components, list):
-        for component in components:
-            view = public.get(str(component.get("id"))) if isinstance(component, dict) else None
-            if view is not None and view.public_info is not None:
-                component["info"] = {"publicInfo": view.public_info}
-    return result
+    public_info = {view.component_id: view.public_info for view in release.components}
+    public_info[release.deployment_unit_id] = release.public_info
+    return public_descriptor(document, public_info)

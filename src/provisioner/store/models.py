@@ -24,8 +24,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from provisioner.domain.publication import PublicationEvent
 from provisioner.domain.status import (
     ComponentStatus,
+    DeliveryStatus,
     OperationStatus,
     OperationType,
     ReleaseStatus,
@@ -209,6 +211,9 @@ class ReleaseRow(Base):
     last_operation_id: Mapped[str | None] = mapped_column(String(ID))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Why the status is what it is, when the status alone does not say (a Market Plane that
+    # has not acknowledged an event).
+    status_reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_releases_environment_status", "environment", "status"),)
 
@@ -239,8 +244,99 @@ class ComponentRow(Base):
     updated_at: Mapped[datetime]
 
 
+MARKETPLACE = 200  # a Market Plane's name in the registry
+PENDING_DELIVERY = text("status = 'PENDING'")
+
+
+class PublicationRow(Base):
+    """An event for the Market Planes (the outbox), written in the transaction of the change it
+    announces. ``id`` orders the events of a release (their ``sequence``)."""
+
+    __tablename__ = "publications"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    event_id: Mapped[str] = mapped_column(String(ID), unique=True)
+    event: Mapped[PublicationEvent] = mapped_column(EnumText(PublicationEvent))
+    deployment_unit_id: Mapped[str] = mapped_column(String(NAME))
+    environment: Mapped[str] = mapped_column(String(NAME))
+    operation_id: Mapped[str] = mapped_column(
+        String(ID), ForeignKey("operations.id", ondelete="CASCADE")
+    )
+    version: Mapped[str | None] = mapped_column(String(NAME))
+    detail: Mapped[Any | None] = mapped_column(JsonValue)  # ACL_UPDATED: componentId, refs
+    occurred_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_publications_unit_environment_id", "deployment_unit_id", "environment", "id"),
+    )
+
+
+class PublishedComponentRow(Base):
+    """The public info of a member a DEPLOYED event's operation did not provision, as it was
+    when the event was published: later operations change the component, not what the event
+    says (the others' is in the operation's task rows)."""
+
+    __tablename__ = "published_components"
+
+    publication_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("publications.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    component_id: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    public_info: Mapped[Any | None] = mapped_column(JsonValue)
+
+
+class DeliveryRow(Base):
+    """One publication to one Market Plane: claimed by a replica with a lease, retried with
+    backoff until acknowledged, after the earlier events of its release."""
+
+    __tablename__ = "deliveries"
+
+    publication_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("publications.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    marketplace: Mapped[str] = mapped_column(String(MARKETPLACE), primary_key=True)
+    deployment_unit_id: Mapped[str] = mapped_column(String(NAME))
+    environment: Mapped[str] = mapped_column(String(NAME))
+    status: Mapped[DeliveryStatus] = mapped_column(EnumText(DeliveryStatus))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_replica: Mapped[str | None] = mapped_column(String(100))
+    claim_expires_at: Mapped[datetime | None]
+    # Not acknowledged within the publication timeout: its release is CORRUPT until it is.
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_attempt_at: Mapped[datetime | None]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]  # when the event was published
+
+    __table_args__ = (
+        # The in-order rule: the earliest undelivered event of a release for a Market Plane.
+        Index(
+            "ix_deliveries_pending_order",
+            "deployment_unit_id",
+            "environment",
+            "marketplace",
+            "publication_id",
+            postgresql_where=PENDING_DELIVERY,
+            sqlite_where=PENDING_DELIVERY,
+        ),
+        Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+
 operations = cast(Table, OperationRow.__table__)
 tasks = cast(Table, TaskRow.__table__)
 events = cast(Table, EventRow.__table__)
 releases = cast(Table, ReleaseRow.__table__)
 components = cast(Table, ComponentRow.__table__)
+publications = cast(Table, PublicationRow.__table__)
+published_components = cast(Table, PublishedComponentRow.__table__)
+deliveries = cast(Table, DeliveryRow.__table__)

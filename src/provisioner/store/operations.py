@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, select, tuple_, update
 
+from provisioner.domain.publication import event_after
 from provisioner.domain.status import (
     UNFINISHED_TASK_STATUSES,
     ComponentStatus,
@@ -16,9 +17,10 @@ from provisioner.domain.status import (
     OperationStatus,
     OperationType,
     ReleaseStatus,
+    ReleaseVerdict,
     TaskStatus,
     component_after,
-    release_status,
+    release_verdict,
 )
 from provisioner.engine.ports import (
     COMPONENT_PROGRESS,
@@ -35,6 +37,7 @@ from provisioner.engine.ports import (
 from provisioner.offload import offload
 from provisioner.store.database import Database
 from provisioner.store.models import components, events, operations, releases, tasks
+from provisioner.store.outbox import NewPublication, publication_state, record_publication
 from provisioner.store.records import field_names, record, records, update_by_key, values
 
 _TASK_KEY = {"operation_id": "k_operation", "component_id": "k_component"}
@@ -88,10 +91,15 @@ def release_key(table: Any, header: OperationHeader) -> tuple[Any, Any]:
 
 
 class SqlOperationStore:
-    """``OperationStore`` on SQLite or PostgreSQL."""
+    """``OperationStore`` on SQLite or PostgreSQL.
 
-    def __init__(self, database: Database) -> None:
+    ``marketplaces`` names the configured Market Planes: an operation that succeeds publishes
+    its event to each of them, in the transaction that records its end.
+    """
+
+    def __init__(self, database: Database, *, marketplaces: Sequence[str] = ()) -> None:
         self._db = database
+        self._marketplaces = tuple(marketplaces)
 
     # --- claiming ---------------------------------------------------------------------------
 
@@ -335,7 +343,25 @@ class SqlOperationStore:
             changes.update(owner=None, lease_expires_at=None)
         conn.execute(update(operations).where(operations.c.id == header.id).values(changes))
         if terminal:
+            self._publish(conn, header, outcome.status, now)
             settle_release(conn, header, outcome.status, now)
+
+    def _publish(
+        self, conn: Connection, header: OperationHeader, outcome: OperationStatus, now: datetime
+    ) -> None:
+        """The outbox: the event of a successful operation commits with its end."""
+        event = event_after(header.type, outcome)
+        if event is None or not self._marketplaces:
+            return
+        publication = NewPublication(
+            event=event,
+            deployment_unit_id=header.deployment_unit_id,
+            environment=header.environment,
+            operation_id=header.id,
+            version=header.version,
+            occurred_at=now,
+        )
+        record_publication(conn, publication, self._marketplaces)
 
     # --- leases -----------------------------------------------------------------------------
 
@@ -554,17 +580,74 @@ def settle_release(
 
     A deploy that ran becomes the release's last deploy (its version and descriptor).
     """
+    _lock_release(conn, header.deployment_unit_id, header.environment)
+    verdict = _verdict(conn, header.deployment_unit_id, header.environment, outcome)
+    changes: dict[str, Any] = {
+        "status": verdict.status,
+        "status_reason": verdict.reason,
+        "last_operation_id": header.id,
+        "updated_at": now,
+    }
+    if header.type is OperationType.DEPLOY and ran:
+        changes.update(version=header.version, descriptor_operation_id=header.id)
+    elif verdict.status is ReleaseStatus.NOT_DEPLOYED:
+        changes["version"] = None
+    conn.execute(update(releases).where(*release_key(releases, header)).values(changes))
+    return verdict.status
+
+
+def refresh_release(
+    conn: Connection, deployment_unit_id: str, environment: str, now: datetime
+) -> ReleaseStatus | None:
+    """Derive and store the release status again, its publications having moved on (an event
+    acknowledged, or overdue); None if there is no such release."""
+    last_operation_id = _lock_release(conn, deployment_unit_id, environment)
+    if last_operation_id is None:
+        return None
+    last = conn.execute(
+        select(operations.c.status).where(operations.c.id == last_operation_id)
+    ).scalar_one_or_none()
+    verdict = _verdict(
+        conn, deployment_unit_id, environment, OperationStatus.SUCCEEDED if last is None else last
+    )
+    conn.execute(
+        update(releases)
+        .where(
+            releases.c.deployment_unit_id == deployment_unit_id,
+            releases.c.environment == environment,
+        )
+        .values(status=verdict.status, status_reason=verdict.reason, updated_at=now)
+    )
+    return verdict.status
+
+
+def _lock_release(conn: Connection, deployment_unit_id: str, environment: str) -> str | None:
+    """Lock the release row until commit (PostgreSQL; SQLite serialises every write), so that
+    an operation's end and a Market Plane's acknowledgement derive its status one after the
+    other, each from what the other committed. Returns its last operation."""
+    last: str | None = conn.execute(
+        select(releases.c.last_operation_id)
+        .where(
+            releases.c.deployment_unit_id == deployment_unit_id,
+            releases.c.environment == environment,
+        )
+        .with_for_update()
+    ).scalar_one_or_none()
+    return last
+
+
+def _verdict(
+    conn: Connection, deployment_unit_id: str, environment: str, last_operation: OperationStatus
+) -> ReleaseVerdict:
     statuses = conn.execute(
         select(components.c.status).where(
-            *release_key(components, header),
+            components.c.deployment_unit_id == deployment_unit_id,
+            components.c.environment == environment,
             or_(components.c.member, components.c.status != ComponentStatus.NOT_DEPLOYED),
         )
     ).scalars()
-    status = release_status(statuses, last_operation=outcome)
-    changes: dict[str, Any] = {"status": status, "last_operation_id": header.id, "updated_at": now}
-    if header.type is OperationType.DEPLOY and ran:
-        changes.update(version=header.version, descriptor_operation_id=header.id)
-    elif status is ReleaseStatus.NOT_DEPLOYED:
-        changes["version"] = None
-    conn.execute(update(releases).where(*release_key(releases, header)).values(changes))
-    return status
+    return release_verdict(
+        statuses,
+        last_operation=last_operation,
+        publication=publication_state(conn, deployment_unit_id, environment),
+    )

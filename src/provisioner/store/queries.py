@@ -8,18 +8,41 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Select, and_, or_, select, tuple_
 
-from provisioner.domain.status import ComponentStatus, OperationStatus, ReleaseStatus
+from provisioner.domain.status import (
+    ComponentStatus,
+    DeliveryStatus,
+    OperationStatus,
+    ReleaseStatus,
+)
 from provisioner.engine.ports import TaskState
 from provisioner.errors import BadRequestError
 from provisioner.store.database import Database
-from provisioner.store.models import components, events, operations, releases, tasks
+from provisioner.store.models import (
+    components,
+    deliveries,
+    events,
+    operations,
+    publications,
+    releases,
+    tasks,
+)
 from provisioner.store.operations import decode_document
+from provisioner.store.publications import FACT_COLUMNS
 from provisioner.store.records import records
-from provisioner.store.views import ComponentView, EventView, OperationView, Page, ReleaseView
+from provisioner.store.views import (
+    ComponentView,
+    DeliveryView,
+    EventView,
+    OperationView,
+    Page,
+    PublicationView,
+    ReleaseView,
+)
 
 _NEVER_SHOWN = frozenset({"private_info", "token", "descriptor"})
 _TASK_COLUMNS = [column for column in tasks.c if column.name not in _NEVER_SHOWN]
@@ -182,6 +205,48 @@ class Queries:
                 )
             ).scalar_one_or_none()
         return None if text is None else await decode_document(text)
+
+    async def publications(
+        self, deployment_unit_id: str, environment: str, *, limit: int, cursor: str | None
+    ) -> Page[PublicationView]:
+        """A release's Market Plane events, newest first, each with its deliveries;
+        ``cursor`` is the sequence of the last event of the previous page."""
+        query = (
+            select(*FACT_COLUMNS)
+            .where(
+                publications.c.deployment_unit_id == deployment_unit_id,
+                publications.c.environment == environment,
+            )
+            .order_by(publications.c.id.desc())
+            .limit(limit + 1)
+        )
+        if cursor is not None:
+            (after,) = _decode_cursor(cursor)
+            if not after.isdigit():
+                raise BadRequestError("invalid cursor")
+            query = query.where(publications.c.id < int(after))
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query)).all()
+            ids = [row.publication_id for row in rows[:limit]]
+            delivery_rows = (
+                await conn.execute(
+                    select(deliveries)
+                    .where(deliveries.c.publication_id.in_(ids))
+                    .order_by(deliveries.c.publication_id, deliveries.c.marketplace)
+                )
+            ).all()
+        of: dict[int, list[DeliveryView]] = {}
+        for view in records(DeliveryView, delivery_rows):
+            shown = view
+            if view.status is DeliveryStatus.DELIVERED:
+                shown = replace(view, next_attempt_at=None)
+            of.setdefault(view.publication_id, []).append(shown)
+        items = [
+            PublicationView(**row._asdict(), deliveries=tuple(of.get(row.publication_id, ())))
+            for row in rows[:limit]
+        ]
+        more = len(rows) > limit
+        return Page(items, _encode_cursor(str(items[-1].publication_id)) if more else None)
 
 
 def _encode_cursor(*parts: str) -> str:

@@ -12,8 +12,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from provisioner.domain.status import OperationStatus, OperationType, ReleaseStatus, TaskStatus
-from provisioner.engine.ports import JSON, ComponentState, Event, OperationHeader, TaskState
+from provisioner.domain.publication import PublicationFacts
+from provisioner.domain.status import (
+    DeliveryStatus,
+    OperationStatus,
+    OperationType,
+    ReleaseStatus,
+    TaskStatus,
+)
+from provisioner.engine.ports import (
+    JSON,
+    ComponentState,
+    Delivery,
+    Event,
+    OperationHeader,
+    TaskState,
+)
 from provisioner.errors import Problem
 
 T = TypeVar("T")
@@ -83,8 +97,29 @@ class ReleaseView:
     last_operation_id: str | None
     created_at: datetime
     updated_at: datetime
+    status_reason: str | None = None
     public_info: JSON | None = None
     components: tuple[ComponentView, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryView(Delivery):
+    """One publication to one Market Plane: how far it got."""
+
+    status: DeliveryStatus
+    next_attempt_at: datetime | None  # None once delivered
+    last_attempt_at: datetime | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+    overdue: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublicationView(PublicationFacts):
+    """A release event and its delivery to each Market Plane."""
+
+    deliveries: tuple[DeliveryView, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from provisioner.api.routes import adapters, operations, releases, ui
+from provisioner.api.routes import adapters, operations, publications, releases, ui
 
 router = APIRouter()
 router.include_router(operations.router)
 router.include_router(releases.router)
 router.include_router(adapters.router)
 router.include_router(ui.router)
+router.include_router(publications.router)
