@@ -19,15 +19,20 @@ from provisioner.api.limits import RequestLimitsMiddleware
 from provisioner.api.problems import install_problem_handlers, problem_documents
 from provisioner.api.routes import router
 from provisioner.api.schemas import Health
+from provisioner.api.security import OPEN_ACCESS
+from provisioner.auth.authenticator import Authenticator, build_authenticator
+from provisioner.auth.exposure import exposure_problem
 from provisioner.engine.failpoints import Failpoints
+from provisioner.engine.identity import ReplicaIdentity
 from provisioner.engine.worker import Worker, WorkerConfig, utc_now
-from provisioner.errors import DatabaseUnavailableError
+from provisioner.errors import ConfigurationError, DatabaseUnavailableError
 from provisioner.service import AdapterCalls, Commands, Reads, Services
 from provisioner.settings import Settings
 from provisioner.store.database import Database
 from provisioner.store.migrate import current_revision, head_revision, migrate
 from provisioner.store.operations import SqlOperationStore
 from provisioner.store.queries import Queries
+from provisioner.store.replicas import SqlReplicas
 from provisioner.store.submissions import Submissions
 
 log = structlog.get_logger(__name__)
@@ -41,6 +46,8 @@ class Runtime:
     adapters: TechAdapterClient
     worker: Worker
     services: Services
+    identity: ReplicaIdentity | None = None
+    authenticator: Authenticator | None = None
 
 
 def load_registry(settings: Settings) -> AdapterRegistry:
@@ -72,6 +79,11 @@ async def start_runtime(
         read_pool_size=settings.database_read_pool_size,
     )
     await migrate(database)
+    try:
+        identity = await hold_replica_id(settings, database)
+    except BaseException:
+        await database.dispose()
+        raise
     adapters = TechAdapterClient(client_policy(settings), transport=transport)
     worker = Worker(
         store=SqlOperationStore(database),
@@ -79,6 +91,7 @@ async def start_runtime(
         directory=registry,
         config=settings.configure(WorkerConfig, failpoints=Failpoints(settings.failpoints)),
     )
+    identity.start()
     worker.start()
     reads = Reads(Queries(database))
     submissions = Submissions(database)
@@ -95,18 +108,37 @@ async def start_runtime(
             directory=registry, adapters=adapters, reads=reads, submissions=submissions
         ),
     )
+    authenticator = build_authenticator(settings, database)
     log.info(
         "service_started",
         replica_id=settings.replica_id,
         owner=worker.owner,
         database=database.url.render_as_string(hide_password=True),
         adapters=len(registry.template_ids),
+        auth=settings.auth,
+        oidc=settings.oidc_enabled,
     )
-    return Runtime(database, adapters, worker, services)
+    return Runtime(database, adapters, worker, services, identity, authenticator)
+
+
+async def hold_replica_id(settings: Settings, database: Database) -> ReplicaIdentity:
+    """Hold the replica id for this process (``ReplicaIdInUseError`` if a live one does)."""
+    identity = ReplicaIdentity(
+        SqlReplicas(database),
+        settings.replica_id,
+        lease_seconds=settings.lease_seconds,
+        clock=utc_now,
+    )
+    await identity.acquire()
+    return identity
 
 
 async def stop_runtime(runtime: Runtime, *, grace_seconds: float) -> None:
     await runtime.worker.stop(grace_seconds=grace_seconds)
+    if runtime.identity is not None:
+        await runtime.identity.stop()
+    if runtime.authenticator is not None:
+        await runtime.authenticator.aclose()
     await runtime.adapters.aclose()
     await runtime.database.dispose()
     log.info("service_stopped")
@@ -119,13 +151,20 @@ def create_app(
     after_start: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The service; starting it migrates the database and starts claiming operations, then
-    calls ``after_start`` (process-wide tuning belongs to the process that serves, not here)."""
+    calls ``after_start`` (process-wide tuning belongs to the process that serves, not here).
+
+    ``ConfigurationError`` if authentication is off and the service would not listen on a
+    loopback address."""
+    problem = exposure_problem(auth=settings.auth, host=settings.host)
+    if problem is not None:
+        raise ConfigurationError(problem)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await start_runtime(settings, transport=transport)
         app.state.runtime = runtime
         app.state.services = runtime.services
+        app.state.authenticator = runtime.authenticator
         if after_start is not None:
             after_start()
         try:
@@ -161,7 +200,7 @@ def _publish_problems(app: FastAPI) -> None:
 
 
 def _add_health(app: FastAPI) -> None:
-    @app.get("/healthz", response_model=Health, tags=["health"])
+    @app.get("/healthz", response_model=Health, tags=["health"], dependencies=[OPEN_ACCESS])
     async def healthz() -> Health:
         """The process is alive."""
         return Health(status="ok")
@@ -171,6 +210,7 @@ def _add_health(app: FastAPI) -> None:
         response_model=Health,
         tags=["health"],
         responses={503: {"model": Health}},
+        dependencies=[OPEN_ACCESS],
     )
     async def readyz() -> Health | JSONResponse:
         """The database is reachable and migrated to the revision this version expects."""

@@ -1,13 +1,13 @@
 """What the engine needs from the outside world, declared as interfaces and value objects.
 
 ``adapters`` implements ``TechAdapterPort`` and ``AdapterDirectory``; ``store`` implements
-``OperationStore``. Tests use in-memory fakes of the same interfaces.
+``OperationStore`` and ``ReplicaRegistry``. Tests use in-memory fakes of the same interfaces.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -309,4 +309,44 @@ class OperationStore(Protocol):
 
     async def release_leases(self, fences: Sequence[Fence]) -> None:
         """Hand operations back (shutdown) so another replica can claim them at once."""
+        ...
+
+
+# --- Replica identity ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaHold:
+    """A process's hold on a replica id: which process (host and pid) heartbeats under it."""
+
+    replica_id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+
+    def same_process(self, other: ReplicaHold) -> bool:
+        return (self.host, self.pid) == (other.host, other.pid)
+
+
+class ReplicaRegistry(Protocol):
+    """Who holds each replica id, by heartbeat (``store.replicas.SqlReplicas``)."""
+
+    async def register(
+        self,
+        hold: ReplicaHold,
+        *,
+        stale_before: datetime,
+        may_replace: Callable[[ReplicaHold], bool],
+    ) -> ReplicaHold | None:
+        """Write ``hold`` unless a holder whose heartbeat is after ``stale_before`` is there
+        and ``may_replace(holder)`` is False: then return that holder, writing nothing."""
+        ...
+
+    async def heartbeat(self, hold: ReplicaHold, *, now: datetime) -> bool:
+        """Renew ``hold``'s heartbeat; False if another process holds the id now."""
+        ...
+
+    async def deregister(self, hold: ReplicaHold) -> None:
+        """Let go of the id (at shutdown), so that a new process may take it at once."""
         ...
