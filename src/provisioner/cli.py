@@ -222,15 +222,22 @@ def _exit_cleanly(_signum: int, _frame: object) -> None:
 def _replica_id_free(settings: Settings) -> bool:
     """Hold the explicit replica id before the server starts, so that a refusal is one line
     on stderr rather than a failed ASGI start-up; the app holds it again (same process)."""
-    from provisioner.api.app import hold_replica_id
-    from provisioner.errors import ReplicaIdInUseError
+    import logging
 
+    from provisioner.api.app import hold_replica_id
+    from provisioner.errors import ProvisionerError
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))  # alembic's start-up chatter is not news here
     try:
         # The row stays when the database is closed: this process holds the id from now on.
         asyncio.run(_in_database(settings, lambda database: hold_replica_id(settings, database)))
-    except ReplicaIdInUseError as exc:
+    except ProvisionerError as exc:
         print(f"provisioner: {exc.message}", file=sys.stderr)
         return False
+    finally:
+        root.setLevel(level)
     return True
 
 
