@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any, Literal
 
 import structlog
@@ -19,7 +20,9 @@ _SECRETS = re.compile(
 _SECRET_KEYS = frozenset({"authorization"})
 
 
-def redact_secrets(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def redact_secrets(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """A structlog processor: bearer secrets in any text value become ``[redacted]``."""
     for key, value in event.items():
         if key.lower() in _SECRET_KEYS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from provisioner.api.app import create_app
-from provisioner.api.security import undeclared_routes
+from provisioner.api.security import route_scopes, undeclared_routes
 from provisioner.auth.exposure import exposure_problem, is_loopback_host
 from provisioner.auth.oidc import OidcPolicy, scopes_from
 from provisioner.auth.scopes import Principal, PrincipalKind, scope_problem
@@ -136,9 +136,33 @@ def test_default_replica_ids_are_unique_per_process_and_not_explicit(
     assert Settings().replica_id_is_explicit
 
 
-def test_every_route_declares_its_scope() -> None:
+# The README's rule table ("Security"): a new route is added here with its scope.
+RULES = {
+    "POST /v1/deployments": ["deploy:ENV"],
+    "POST /v1/undeployments": ["deploy:ENV"],
+    "GET /v1/operations/{operation_id}": ["read"],
+    "GET /v1/operations": ["read"],
+    "GET /v1/operations/{operation_id}/events": ["read"],
+    "POST /v1/operations/{operation_id}/cancel": ["deploy:ENV"],
+    "POST /v1/operations/{operation_id}/retry": ["deploy:ENV"],
+    "GET /v1/deployment-units/{deployment_unit_id}/environments/{environment}": ["read"],
+    "GET /v1/deployment-units/{deployment_unit_id}/environments/{environment}/components/"
+    "{component_id}": ["read"],
+    "GET /v1/releases": ["read"],
+    "POST /v1/deployment-units/{deployment_unit_id}/environments/{environment}/components/"
+    "{component_id}/acl": ["deploy:ENV"],
+    "POST /v1/validations": ["validate"],
+    "POST /v1/reverse-provisioning": ["admin"],
+    "GET /healthz": ["open"],
+    "GET /readyz": ["open"],
+}
+
+
+def test_every_route_declares_its_scope_as_documented() -> None:
     """A route added without a scope dependency (``api.security``) fails here."""
-    assert undeclared_routes(create_app(Settings())) == []
+    app = create_app(Settings())
+    assert undeclared_routes(app) == []
+    assert route_scopes(app) == RULES
 
 
 def test_bearer_secrets_are_redacted_from_log_lines() -> None:

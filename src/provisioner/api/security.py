@@ -14,13 +14,14 @@ store. ``undeclared_routes`` lists the routes that declare nothing (a test keeps
 # No ``from __future__ import annotations``: FastAPI reads the signatures of the dependencies
 # built in ``require_deploy``, whose annotations name a local variable.
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.routing import BaseRoute
 
 from provisioner.api.body import DeployInput, read_deploy_input
 from provisioner.api.deps import ReadsDep
@@ -181,10 +182,25 @@ def declared_scopes(dependant: Dependant) -> Iterator[str]:
         yield from declared_scopes(sub)
 
 
+def _api_routes(routes: Sequence[BaseRoute]) -> Iterator[APIRoute]:
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        # Recent FastAPI keeps an included router whole, behind a route of its own.
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _api_routes(included.routes)
+
+
+def route_scopes(app: FastAPI) -> dict[str, list[str]]:
+    """Each API route ("METHOD /path") and the scopes its dependencies declare."""
+    return {
+        f"{method} {route.path}": list(declared_scopes(route.dependant))
+        for route in _api_routes(app.routes)
+        for method in sorted(route.methods or ())
+    }
+
+
 def undeclared_routes(app: FastAPI) -> list[str]:
     """The API routes that declare no scope (the documentation routes are FastAPI's own)."""
-    return [
-        f"{' '.join(sorted(route.methods or ()))} {route.path}"
-        for route in app.routes
-        if isinstance(route, APIRoute) and not any(declared_scopes(route.dependant))
-    ]
+    return [route for route, scopes in route_scopes(app).items() if not scopes]
