@@ -121,6 +121,16 @@ async def test_no_credentials_get_401_with_a_bearer_challenge(http: httpx.AsyncC
         await http.get("/v1/releases", headers={"authorization": "Basic dXNlcjpwdw=="}),
         challenge="Bearer",
     )
+    for path in ("/v1/undeployments", "/v1/reverse-provisioning"):
+        malformed = await http.post(
+            path, content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert_unauthorized(malformed, challenge="Bearer")
+    acl = "/v1/deployment-units/u/environments/e/components/c/acl"
+    assert_unauthorized(
+        await http.post(acl, json={"refs": "x"}, headers=bearer("prov_bad")),
+        challenge='Bearer error="invalid_token"',
+    )
 
 
 async def test_bad_tokens_get_401(secured: Secured, http: httpx.AsyncClient) -> None:

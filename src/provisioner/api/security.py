@@ -14,16 +14,17 @@ store. ``undeclared_routes`` lists the routes that declare nothing (a test keeps
 # No ``from __future__ import annotations``: FastAPI reads the signatures of the dependencies
 # built in ``require_deploy``, whose annotations name a local variable.
 
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.routing import BaseRoute
 
-from provisioner.api.body import DeployInput, read_deploy_input
+from provisioner.api.body import DeployInput, StrictJsonRoute, read_deploy_input
 from provisioner.api.deps import ReadsDep
 from provisioner.api.params import IdPath, IdQuery
 from provisioner.api.schemas import UndeployRequest
@@ -63,8 +64,34 @@ async def authenticated(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The caller, proved by its bearer credential (``401`` otherwise)."""
+    known = getattr(request.state, "principal", None)
+    if isinstance(known, Principal):  # checked by AuthenticatedRoute before the body
+        return known
     authenticator: Authenticator = request.app.state.authenticator
     return await authenticator.authenticate(credentials.credentials if credentials else None)
+
+
+class AuthenticatedRoute(StrictJsonRoute):
+    """A route whose bearer credential is checked before FastAPI reads its JSON body, so that
+    an anonymous request is ``401`` whatever its body (``400`` would tell it the body was
+    read); the ``authenticated`` dependency reuses the principal."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+
+        async def first(request: Request) -> Response:
+            scheme, credential = get_authorization_scheme_param(
+                request.headers.get("authorization")
+            )
+            authenticator: Authenticator = request.app.state.authenticator
+            request.state.principal = await authenticator.authenticate(
+                credential if scheme.lower() == "bearer" else None
+            )
+            return await handler(request)
+
+        return first
 
 
 def require(scope: str) -> Dependency:

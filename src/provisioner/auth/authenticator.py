@@ -45,7 +45,9 @@ class Authenticator:
         try:
             if TokenVerifier.recognises(credential):
                 return await self._tokens.verify(credential)
-            if self._oidc is not None and OidcVerifier.recognises(credential):
+            if OidcVerifier.recognises(credential):
+                if self._oidc is None:
+                    raise AuthenticationError("JWTs are not accepted: no OIDC issuer is set")
                 return await self._oidc.verify(credential)
             raise AuthenticationError("the bearer token is neither an API token nor a JWT")
         except AuthenticationError as exc:

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter
 
-from provisioner.api.body import StrictJsonRoute
 from provisioner.api.deps import AdapterCallsDep, problems
 from provisioner.api.params import IdPath
 from provisioner.api.routes.operations import DESCRIPTOR_BODY
@@ -22,11 +21,12 @@ from provisioner.api.security import (
     PATH_TARGET,
     VALIDATE_ACCESS,
     AdminDep,
+    AuthenticatedRoute,
     DeployInputDep,
 )
 from provisioner.auth.scopes import Principal
 
-router = APIRouter(prefix="/v1", route_class=StrictJsonRoute, responses=problems(401, 403))
+router = APIRouter(prefix="/v1", route_class=AuthenticatedRoute, responses=problems(401, 403))
 
 
 @router.post(

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from provisioner.api.body import StrictJsonRoute
 from provisioner.api.deps import CommandsDep, ReadsDep, problems
 from provisioner.api.params import CheckedId, IdQuery
 from provisioner.api.schemas import EventList, OperationOut, OperationPage
@@ -15,6 +14,7 @@ from provisioner.api.security import (
     OPERATION_TARGET,
     READ_ACCESS,
     UNDEPLOY_TARGET,
+    AuthenticatedRoute,
     DeployInputDep,
     UndeployBodyDep,
 )
@@ -22,7 +22,7 @@ from provisioner.auth.scopes import Principal
 from provisioner.domain.status import OperationStatus
 from provisioner.store.views import OperationView
 
-router = APIRouter(prefix="/v1", route_class=StrictJsonRoute, responses=problems(401, 403))
+router = APIRouter(prefix="/v1", route_class=AuthenticatedRoute, responses=problems(401, 403))
 
 DESCRIPTOR_BODY: dict[str, Any] = {
     "requestBody": {
