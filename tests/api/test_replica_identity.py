@@ -99,12 +99,14 @@ def test_an_explicit_id_held_by_a_live_process_cannot_be_started_again(
     sqlite_url: str, mock_adapter: str, tmp_path: Path, processes: list[ServiceProcess]
 ) -> None:
     """The second process exits at once with one line on stderr; once the first is killed,
-    the id is free again without waiting out the lease (its process is gone)."""
+    the id is free again without waiting out the lease (its process is gone: with a lease of
+    10 minutes, waiting would outlast the start's deadline)."""
     settings = {
         "database_url": sqlite_url,
         "registry": write_registry(tmp_path, mock_adapter),
         "log": tmp_path / "first.log",
         "replica_id": "the-one",
+        "lease_seconds": "600",
     }
     first = ServiceProcess(**settings).start()
     processes.append(first)
@@ -117,6 +119,6 @@ def test_an_explicit_id_held_by_a_live_process_cannot_be_started_again(
     assert httpx.get(f"{first.url}/healthz").status_code == 200  # undisturbed
 
     first.kill()
-    second = ServiceProcess(**(settings | {"log": tmp_path / "second.log"})).start(timeout=15)
+    second = ServiceProcess(**(settings | {"log": tmp_path / "second.log"})).start()
     processes.append(second)
     assert httpx.get(f"{second.url}/readyz").status_code == 200
