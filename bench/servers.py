@@ -142,6 +142,8 @@ def service(
             "PROVISIONER_MAX_CONCURRENCY": "64",
             "PROVISIONER_REPLICA_ID": replica_id,
             "PROVISIONER_PORT": str(port),
+            # Loopback only; the benchmarks measure the engine, not authentication.
+            "PROVISIONER_AUTH": "off",
         },
         log=workdir / f"service-{label}.log",
     )

@@ -32,8 +32,17 @@ POSTGRES_ADMIN_URL = os.environ.get(
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TABLES = (
     "operations, tasks, events, releases, components, publications, published_components, "
-    "deliveries"
+    "deliveries, api_tokens, replicas"
 )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _auth_off_unless_asked() -> Iterator[None]:
+    """Tests that are not about authentication run with it off (every service in them listens
+    on 127.0.0.1, where that is allowed); the auth tests turn it on explicitly."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PROVISIONER_AUTH", "off")
+        yield
 
 
 async def _execute(url: str, *statements: str) -> None:

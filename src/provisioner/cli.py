@@ -1,9 +1,11 @@
 """The ``provisioner`` command: run the service and talk to a running one.
 
 Server commands (``serve``, ``migrate``, ``mock-adapter``, ``demo``) run parts of provisioner in
-this process. Client commands (``deploy``, ``undeploy``, ``status``) speak HTTP to a running
-service at ``--url``, as any other client would. Exit codes: 0 success, 1 the operation failed
-or was cancelled, 2 the request was refused or the server could not be reached.
+this process; ``token`` manages API tokens in the database, as ``migrate`` does. Client commands
+(``deploy``, ``undeploy``, ``status``) speak HTTP to a running service at ``--url``
+(``PROVISIONER_URL``) with ``--token`` (``PROVISIONER_TOKEN``), as any other client would.
+Exit codes: 0 success, 1 the operation failed or was cancelled, 2 the request was refused or the
+server could not be reached.
 """
 
 from __future__ import annotations
@@ -11,18 +13,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from provisioner import __version__
 from provisioner.progress import EXIT_OK, EXIT_REFUSED, follow, print_release, report_refusal
 
+if TYPE_CHECKING:
+    from provisioner.auth.tokens import TokenInfo
+    from provisioner.settings import Settings
+    from provisioner.store.database import Database
+
 DEFAULT_URL = "http://127.0.0.1:8080"
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="apply database migrations and exit")
     migrate.set_defaults(run=_migrate)
+    _token_parser(commands)
 
     mock = commands.add_parser("mock-adapter", help="run the mock Tech Adapter (demos, CI)")
     mock.add_argument("--host", default="127.0.0.1")
@@ -92,16 +102,57 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show a deployment unit's release status")
     status.add_argument("unit", help="deployment unit id")
     status.add_argument("--env", required=True, help="environment")
-    status.add_argument("--url", default=DEFAULT_URL, help=f"server (default {DEFAULT_URL})")
+    _server_options(status)
     status.set_defaults(run=_status)
     return parser
 
 
+def _token_parser(commands: Any) -> None:
+    token = commands.add_parser(
+        "token", help="create, list and revoke API tokens (in the database; migrates it first)"
+    )
+    actions = token.add_subparsers(title="actions")
+    create = actions.add_parser("create", help="create a token and print its secret (only)")
+    create.add_argument("name", help="who the token is for: it is recorded as requestedBy")
+    create.add_argument(
+        "--scope",
+        action="append",
+        dest="scopes",
+        required=True,
+        help="read, validate, admin, deploy:ENVIRONMENT or deploy:* (repeat for several)",
+    )
+    create.add_argument("--expires-in", type=int, metavar="DAYS", help="default: never")
+    create.set_defaults(run=_token_create)
+    listing = actions.add_parser("list", help="list tokens (never their secrets)")
+    listing.add_argument("--all", action="store_true", help="include revoked tokens")
+    listing.set_defaults(run=_token_list)
+    revoke = actions.add_parser("revoke", help="revoke the active token of this name")
+    revoke.add_argument("name")
+    revoke.set_defaults(run=_token_revoke)
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    default_url = os.environ.get("PROVISIONER_URL") or DEFAULT_URL
+    parser.add_argument(
+        "--url", default=default_url, help=f"server (default PROVISIONER_URL or {DEFAULT_URL})"
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("PROVISIONER_TOKEN"),
+        help="bearer token (default PROVISIONER_TOKEN; prefer it: arguments are visible to ps)",
+    )
+
+
 def _client_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=DEFAULT_URL, help=f"server (default {DEFAULT_URL})")
+    _server_options(parser)
     parser.add_argument(
         "--wait", action="store_true", help="follow progress; exit 1 if the operation fails"
     )
+
+
+def _client(args: argparse.Namespace, *, timeout: float) -> httpx.Client:
+    headers = {"authorization": f"Bearer {args.token}"} if args.token else {}
+    return httpx.Client(base_url=args.url, timeout=timeout, headers=headers)
 
 
 # --- server commands ---------------------------------------------------------------------
@@ -122,10 +173,17 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from provisioner.api.app import create_app
+    from provisioner.auth.exposure import exposure_problem
     from provisioner.log import configure_logging
 
     settings = _settings(host=args.host, port=args.port)
+    problem = exposure_problem(auth=settings.auth, host=settings.host)
+    if problem is not None:
+        print(f"provisioner: {problem}", file=sys.stderr)
+        return EXIT_REFUSED
     configure_logging(fmt=settings.log_format, level=settings.log_level)
+    if settings.replica_id_is_explicit and not _replica_id_free(settings):
+        return EXIT_REFUSED
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again so that the process
     # ends "killed by SIGTERM". A completed graceful shutdown is a clean exit: make it exit 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -159,6 +217,114 @@ def tune_garbage_collector() -> None:
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:
     raise SystemExit(EXIT_OK)
+
+
+def _replica_id_free(settings: Settings) -> bool:
+    """Hold the explicit replica id before the server starts, so that a refusal is one line
+    on stderr rather than a failed ASGI start-up; the app holds it again (same process)."""
+    import logging
+
+    from provisioner.api.app import hold_replica_id
+    from provisioner.errors import ProvisionerError
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))  # alembic's start-up chatter is not news here
+    try:
+        # The row stays when the database is closed: this process holds the id from now on.
+        asyncio.run(_in_database(settings, lambda database: hold_replica_id(settings, database)))
+    except ProvisionerError as exc:
+        print(f"provisioner: {exc.message}", file=sys.stderr)
+        return False
+    finally:
+        root.setLevel(level)
+    return True
+
+
+async def _in_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """``work`` on the migrated database of ``settings``."""
+    from provisioner.store.database import Database
+    from provisioner.store.migrate import migrate
+
+    database = Database(settings.database_url)
+    try:
+        await migrate(database)
+        return await work(database)
+    finally:
+        await database.dispose()
+
+
+def _token_command(work: Callable[[Database], Awaitable[T]]) -> T | None:
+    """Run a token action on the database; print why it was refused (None) if it was."""
+    from provisioner.errors import InvalidRequestError, ProvisionerError
+    from provisioner.log import configure_logging
+
+    settings = _settings()
+    configure_logging(fmt=settings.log_format, level="WARNING")
+    try:
+        return asyncio.run(_in_database(settings, work))
+    except ProvisionerError as exc:
+        print(f"provisioner: {exc.message}", file=sys.stderr)
+        for problem in exc.problems if isinstance(exc, InvalidRequestError) else ():
+            print(f"  - {problem.path}: {problem.message}", file=sys.stderr)
+        return None
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    from provisioner.auth.tokens import create_token
+
+    created = _token_command(
+        lambda db: create_token(db, args.name, args.scopes, expires_in_days=args.expires_in)
+    )
+    if created is None:
+        return EXIT_REFUSED
+    print(created.secret)  # only the secret, on stdout: `TOKEN=$(provisioner token create ...)`
+    return EXIT_OK
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    from provisioner.auth.tokens import list_tokens
+
+    tokens = _token_command(lambda db: list_tokens(db, include_revoked=args.all))
+    if tokens is None:
+        return EXIT_REFUSED
+    print_tokens(tokens)
+    return EXIT_OK
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    from provisioner.auth.tokens import revoke_token
+
+    if _token_command(lambda db: revoke_token(db, args.name)) is None:
+        return EXIT_REFUSED
+    print(f"revoked {args.name}", file=sys.stderr)
+    return EXIT_OK
+
+
+def print_tokens(tokens: Sequence[TokenInfo]) -> None:
+    """A table of tokens: name, scopes, created, last used, expiry, status."""
+    from provisioner.auth.tokens import utc_now
+
+    now = utc_now()
+
+    def when(moment: Any) -> str:
+        return "-" if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    rows = [("NAME", "SCOPES", "CREATED", "LAST USED", "EXPIRES", "STATUS")] + [
+        (
+            token.name,
+            ",".join(token.scopes),
+            when(token.created_at),
+            when(token.last_used_at),
+            when(token.expires_at),
+            token.status(now),
+        )
+        for token in tokens
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
 
 
 def _migrate(_args: argparse.Namespace) -> int:
@@ -216,7 +382,7 @@ def _deploy(args: argparse.Namespace) -> int:
         print(f"cannot read {args.file}: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     params = {"environment": args.env} if args.env else {}
-    with httpx.Client(base_url=args.url, timeout=60) as client:
+    with _client(args, timeout=60) as client:
         try:
             if args.components:
                 body = {"descriptor": content.decode("utf-8"), "components": args.components}
@@ -246,7 +412,7 @@ def _undeploy(args: argparse.Namespace) -> int:
     }
     if args.components:
         body["components"] = args.components
-    with httpx.Client(base_url=args.url, timeout=60) as client:
+    with _client(args, timeout=60) as client:
         try:
             response = client.post("/v1/undeployments", json=body)
         except httpx.HTTPError as exc:
@@ -261,7 +427,7 @@ def _status(args: argparse.Namespace) -> int:
     from urllib.parse import quote
 
     path = f"/v1/deployment-units/{quote(args.unit, safe=':')}/environments/{quote(args.env)}"
-    with httpx.Client(base_url=args.url, timeout=30) as client:
+    with _client(args, timeout=30) as client:
         try:
             response = client.get(path)
         except httpx.HTTPError as exc:

@@ -33,7 +33,14 @@ async def _demo(port: int, adapter_port: int, database_url: str, stay: bool) -> 
     examples = bundled("examples", "data-product.yaml")
     # The example registry reads the mock adapter's address from this variable.
     os.environ["MOCK_ADAPTER_URL"] = f"http://127.0.0.1:{adapter_port}"
-    settings = Settings(database_url=database_url, config=examples / "config.yaml", port=port)
+    # Authentication off, on loopback only: the quickstart needs no token.
+    settings = Settings(
+        database_url=database_url,
+        config=examples / "config.yaml",
+        host="127.0.0.1",
+        port=port,
+        auth="off",
+    )
     servers = [
         uvicorn.Server(_config(create_mock_app(), adapter_port)),
         uvicorn.Server(_config(create_app(settings), port)),

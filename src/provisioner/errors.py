@@ -12,6 +12,10 @@
     │   ├── OperationFinishedError   the operation already ended (cancel)
     │   └── ReleaseChangedError      the release changed while a request was planned against it
     ├── ConfigurationError           the adapter registry or settings are unusable
+    │   └── ReplicaIdInUseError      a live process already runs with this replica id
+    ├── AuthenticationError          no credentials, or credentials that prove nothing
+    ├── PermissionDeniedError        a known principal without the scope a request needs
+    ├── IdentityProviderUnavailableError  the OIDC keys cannot be fetched right now
     ├── AdapterError                 a Tech Adapter call did not give a usable result
     │   ├── AdapterTransientError    may pass if repeated (connect error, 502/503/504, reset)
     │   └── AdapterTimeoutError      the adapter took longer than its timeoutSeconds
@@ -100,6 +104,31 @@ class ReleaseChangedError(ConflictError):
 
 class ConfigurationError(ProvisionerError):
     """The settings or the Tech Adapter registry cannot be used."""
+
+
+class ReplicaIdInUseError(ConfigurationError):
+    """Another live process heartbeats under the replica id this process was given."""
+
+
+class AuthenticationError(ProvisionerError):
+    """The request carries no credentials, or credentials that are unknown, expired, revoked,
+    badly signed or otherwise unacceptable. ``missing``: none were sent at all."""
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+class PermissionDeniedError(ProvisionerError):
+    """The principal is known but lacks ``scope``, which the request needs."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this request needs the scope {scope!r}")
+        self.scope = scope
+
+
+class IdentityProviderUnavailableError(ProvisionerError):
+    """The OIDC issuer's signing keys (JWKS) cannot be fetched, and none are known yet."""
 
 
 class AdapterError(ProvisionerError):

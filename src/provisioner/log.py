@@ -3,10 +3,33 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from typing import Literal
+from collections.abc import MutableMapping
+from typing import Any, Literal
 
 import structlog
+
+# Bearer secrets that must never reach a log line, wherever a message might quote them: API
+# tokens, JWTs (three base64url parts, the first a JSON object: "eyJ"), Authorization headers.
+_SECRETS = re.compile(
+    r"prov_[0-9a-f]{16}_[A-Za-z0-9_-]+"
+    r"|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
+    r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{16,}"
+)
+_SECRET_KEYS = frozenset({"authorization"})
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor: bearer secrets in any text value become ``[redacted]``."""
+    for key, value in event.items():
+        if key.lower() in _SECRET_KEYS:
+            event[key] = "[redacted]"
+        elif isinstance(value, str) and _SECRETS.search(value):
+            event[key] = _SECRETS.sub("[redacted]", value)
+    return event
 
 
 def configure_logging(
@@ -17,7 +40,11 @@ def configure_logging(
     # JSON lines carry a traceback as text; the console renderer prints it itself, plainly:
     # its default (with rich installed) prints every frame's local variables, privateInfo too.
     renderers: list[structlog.types.Processor] = (
-        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        [
+            structlog.processors.format_exc_info,
+            redact_secrets,  # again: tracebacks become text only now
+            structlog.processors.JSONRenderer(),
+        ]
         if use_json
         else [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
     )
@@ -25,6 +52,7 @@ def configure_logging(
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
     ]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -22,10 +22,14 @@ from provisioner.api.problems import install_problem_handlers, problem_documents
 from provisioner.api.routes import router
 from provisioner.api.routes.ui import mount_assets
 from provisioner.api.schemas import Health
+from provisioner.api.security import OPEN_ACCESS
+from provisioner.auth.authenticator import Authenticator, build_authenticator
+from provisioner.auth.exposure import exposure_problem
 from provisioner.engine.failpoints import Failpoints
+from provisioner.engine.identity import ReplicaIdentity
 from provisioner.engine.publisher import Publisher, PublisherConfig
 from provisioner.engine.worker import Worker, WorkerConfig, utc_now
-from provisioner.errors import DatabaseUnavailableError
+from provisioner.errors import ConfigurationError, DatabaseUnavailableError
 from provisioner.service import AdapterCalls, Commands, Reads, Services
 from provisioner.settings import Settings
 from provisioner.store.database import Database
@@ -33,6 +37,7 @@ from provisioner.store.migrate import current_revision, head_revision, migrate
 from provisioner.store.operations import SqlOperationStore
 from provisioner.store.publications import SqlPublicationStore
 from provisioner.store.queries import Queries
+from provisioner.store.replicas import SqlReplicas
 from provisioner.store.submissions import Submissions
 
 log = structlog.get_logger(__name__)
@@ -47,6 +52,8 @@ class Runtime:
     worker: Worker
     services: Services
     publishing: Publishing | None = None
+    identity: ReplicaIdentity | None = None
+    authenticator: Authenticator | None = None
 
 
 @dataclass(slots=True)
@@ -114,6 +121,11 @@ async def start_runtime(
     )
     await migrate(database)
     adapters = TechAdapterClient(client_policy(settings), transport=transport)
+    try:
+        identity = await hold_replica_id(settings, database)
+    except BaseException:
+        await database.dispose()
+        raise
     failpoints = Failpoints(settings.failpoints)
     publishing = Publishing.start(settings, registry, database, failpoints)
     worker = Worker(
@@ -125,6 +137,7 @@ async def start_runtime(
         config=settings.configure(WorkerConfig, failpoints=failpoints),
         on_finished=publishing.publisher.wake if publishing else None,
     )
+    identity.start()
     worker.start()
     reads = Reads(Queries(database))
     submissions = Submissions(database)
@@ -141,6 +154,7 @@ async def start_runtime(
             directory=registry, adapters=adapters, reads=reads, submissions=submissions
         ),
     )
+    authenticator = build_authenticator(settings, database)
     log.info(
         "service_started",
         replica_id=settings.replica_id,
@@ -148,8 +162,22 @@ async def start_runtime(
         database=database.url.render_as_string(hide_password=True),
         adapters=len(registry.template_ids),
         marketplaces=len(registry.marketplaces),
+        auth=settings.auth,
+        oidc=settings.oidc_enabled,
     )
-    return Runtime(database, adapters, worker, services, publishing)
+    return Runtime(database, adapters, worker, services, publishing, identity, authenticator)
+
+
+async def hold_replica_id(settings: Settings, database: Database) -> ReplicaIdentity:
+    """Hold the replica id for this process (``ReplicaIdInUseError`` if a live one does)."""
+    identity = ReplicaIdentity(
+        SqlReplicas(database),
+        settings.replica_id,
+        lease_seconds=settings.lease_seconds,
+        clock=utc_now,
+    )
+    await identity.acquire()
+    return identity
 
 
 async def stop_runtime(
@@ -163,6 +191,10 @@ async def stop_runtime(
         delivery_grace = grace_seconds if delivery_grace_seconds is None else delivery_grace_seconds
         stopping.append(runtime.publishing.stop(grace_seconds=min(grace_seconds, delivery_grace)))
     await asyncio.gather(*stopping)
+    if runtime.identity is not None:
+        await runtime.identity.stop()
+    if runtime.authenticator is not None:
+        await runtime.authenticator.aclose()
     await runtime.adapters.aclose()
     await runtime.database.dispose()
     log.info("service_stopped")
@@ -175,13 +207,20 @@ def create_app(
     after_start: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The service; starting it migrates the database and starts claiming operations, then
-    calls ``after_start`` (process-wide tuning belongs to the process that serves, not here)."""
+    calls ``after_start`` (process-wide tuning belongs to the process that serves, not here).
+
+    ``ConfigurationError`` if authentication is off and the service would not listen on a
+    loopback address."""
+    problem = exposure_problem(auth=settings.auth, host=settings.host)
+    if problem is not None:
+        raise ConfigurationError(problem)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await start_runtime(settings, transport=transport)
         app.state.runtime = runtime
         app.state.services = runtime.services
+        app.state.authenticator = runtime.authenticator
         if after_start is not None:
             after_start()
         try:
@@ -225,7 +264,7 @@ def _publish_problems(app: FastAPI) -> None:
 
 
 def _add_health(app: FastAPI) -> None:
-    @app.get("/healthz", response_model=Health, tags=["health"])
+    @app.get("/healthz", response_model=Health, tags=["health"], dependencies=[OPEN_ACCESS])
     async def healthz() -> Health:
         """The process is alive."""
         return Health(status="ok")
@@ -235,6 +274,7 @@ def _add_health(app: FastAPI) -> None:
         response_model=Health,
         tags=["health"],
         responses={503: {"model": Health}},
+        dependencies=[OPEN_ACCESS],
     )
     async def readyz() -> Health | JSONResponse:
         """The database is reachable and migrated to the revision this version expects."""

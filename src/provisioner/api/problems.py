@@ -12,15 +12,18 @@ from starlette.exceptions import HTTPException
 
 from provisioner.errors import (
     AdapterError,
+    AuthenticationError,
     BadRequestError,
     ConfigurationError,
     ConflictError,
     DatabaseUnavailableError,
+    IdentityProviderUnavailableError,
     InvalidDescriptorError,
     InvalidRequestError,
     NotFoundError,
     OperationActiveError,
     PayloadTooLargeError,
+    PermissionDeniedError,
     ProvisionerError,
 )
 
@@ -42,6 +45,14 @@ _TABLE: list[tuple[type[ProvisionerError], int, str, str]] = [
     (OperationActiveError, 409, "operation-active", "Another operation is active"),
     (ConflictError, 409, "conflict", "Conflict"),
     (DatabaseUnavailableError, 503, "database-unavailable", "Database unavailable"),
+    (AuthenticationError, 401, "unauthorized", "Unauthorized"),
+    (PermissionDeniedError, 403, "forbidden", "Forbidden"),
+    (
+        IdentityProviderUnavailableError,
+        503,
+        "identity-provider-unavailable",
+        "Identity provider unavailable",
+    ),
     (AdapterError, 502, "adapter-error", "Tech Adapter error"),
     (ConfigurationError, 500, "configuration-error", "Configuration error"),
 ]
@@ -51,9 +62,31 @@ class UnsupportedMediaTypeError(BadRequestError):
     """The request body has a content type this endpoint does not read."""
 
 
-def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+def problem(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail, **extra}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _challenge(exc: ProvisionerError) -> dict[str, str] | None:
+    """RFC 6750's WWW-Authenticate for a refused credential or a missing scope."""
+    if isinstance(exc, AuthenticationError):
+        return {"WWW-Authenticate": "Bearer" if exc.missing else 'Bearer error="invalid_token"'}
+    if isinstance(exc, PermissionDeniedError):
+        scope = _quoted(exc.scope)
+        return {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope={scope}'}
+    return None
 
 
 def _provisioner_error(request: Request, exc: Exception) -> JSONResponse:
@@ -76,9 +109,11 @@ def _provisioner_error(request: Request, exc: Exception) -> JSONResponse:
         extra["operationId"] = exc.operation_id
     if isinstance(exc, AdapterError):
         extra["adapterError"] = exc.detail
+    if isinstance(exc, PermissionDeniedError):
+        extra["requiredScope"] = exc.scope
     if status >= 500:
         log.warning("request_failed", path=request.url.path, error=exc.message)
-    return problem(status, slug, title, detail, **extra)
+    return problem(status, slug, title, detail, headers=_challenge(exc), **extra)
 
 
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

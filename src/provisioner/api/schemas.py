@@ -260,6 +260,7 @@ class ProblemOut(Schema):
     adapter_error: dict[str, Any] | None = Field(
         default=None, description="502: what the Tech Adapter answered"
     )
+    required_scope: str | None = Field(default=None, description="403: the scope the request needs")
 
 
 class Health(Schema):

@@ -1,14 +1,14 @@
 """What the engine needs from the outside world, declared as interfaces and value objects.
 
 ``adapters`` implements ``TechAdapterPort``, ``AdapterDirectory`` and ``MarketplacePort``;
-``store`` implements ``OperationStore`` and ``PublicationStore``. Tests use in-memory fakes of
-the same interfaces.
+``store`` implements ``OperationStore``, ``PublicationStore`` and ``ReplicaRegistry``. Tests use
+in-memory fakes of the same interfaces.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -425,4 +425,43 @@ class MarketplacePort(Protocol):
         self, endpoint: MarketplaceEndpoint, body: bytes, *, event_id: str, event: str
     ) -> DeliveryOutcome:
         """POST ``body`` to the Market Plane."""
+
+
+# --- Replica identity ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaHold:
+    """A process's hold on a replica id: which process (host and pid) heartbeats under it."""
+
+    replica_id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+
+    def same_process(self, other: ReplicaHold) -> bool:
+        return (self.host, self.pid) == (other.host, other.pid)
+
+
+class ReplicaRegistry(Protocol):
+    """Who holds each replica id, by heartbeat (``store.replicas.SqlReplicas``)."""
+
+    async def register(
+        self,
+        hold: ReplicaHold,
+        *,
+        stale_before: datetime,
+        may_replace: Callable[[ReplicaHold], bool],
+    ) -> ReplicaHold | None:
+        """Write ``hold`` unless a holder whose heartbeat is after ``stale_before`` is there
+        and ``may_replace(holder)`` is False: then return that holder, writing nothing."""
+        ...
+
+    async def heartbeat(self, hold: ReplicaHold, *, now: datetime) -> bool:
+        """Renew ``hold``'s heartbeat; False if another process holds the id now."""
+        ...
+
+    async def deregister(self, hold: ReplicaHold) -> None:
+        """Let go of the id (at shutdown), so that a new process may take it at once."""
         ...

@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
 from provisioner.adapters.client import (
     ReverseProvisioningOutcome,
     TechAdapterClient,
@@ -27,6 +29,8 @@ from provisioner.offload import offload
 from provisioner.service.commands import read_unit, unregistered
 from provisioner.service.ports import SubmissionStore
 from provisioner.service.reads import Reads
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +84,13 @@ class AdapterCalls:
         return list(await asyncio.gather(*(check(*item) for item in checks)))
 
     async def update_acl(
-        self, deployment_unit_id: str, environment: str, component_id: str, refs: list[str]
+        self,
+        deployment_unit_id: str,
+        environment: str,
+        component_id: str,
+        refs: list[str],
+        *,
+        principal: str | None = None,
     ) -> ProvisioningResult:
         """Grant ``refs`` access to a deployed component through its Tech Adapter.
 
@@ -98,6 +108,14 @@ class AdapterCalls:
         if document is None or component.infrastructure_template_id is None:
             raise ConflictError(f"the descriptor of {component_id!r} is not available")
         endpoint = self._resolve(component.infrastructure_template_id, environment)
+        log.info(
+            "acl_update_requested",
+            deployment_unit_id=deployment_unit_id,
+            environment=environment,
+            component_id=component_id,
+            refs=len(refs),
+            principal=principal,
+        )
         result = {
             "status": "COMPLETED",
             "info": {
@@ -115,9 +133,20 @@ class AdapterCalls:
             )
 
     async def reverse_provision(
-        self, *, infrastructure_template_id: str, environment: str, body: dict[str, Any]
+        self,
+        *,
+        infrastructure_template_id: str,
+        environment: str,
+        body: dict[str, Any],
+        principal: str | None = None,
     ) -> ReverseProvisioningOutcome:
         endpoint = self._resolve(infrastructure_template_id, environment)
+        log.info(
+            "reverse_provisioning_requested",
+            infrastructure_template_id=infrastructure_template_id,
+            environment=environment,
+            principal=principal,
+        )
         async with endpoint.time_limit(awaiting="answer"):
             return await self._adapters.reverse_provision(endpoint, body)
 

@@ -332,6 +332,49 @@ class DeliveryRow(Base):
     )
 
 
+NOT_REVOKED = text("revoked_at IS NULL")
+
+
+class ApiTokenRow(Base):
+    """An API token: its public id (part of the token's text), name and scopes, and a salted
+    hash of its secret. The secret itself is never stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(PRINCIPAL))
+    scopes: Mapped[tuple[str, ...]] = mapped_column(IdTuple)
+    salt: Mapped[str] = mapped_column(String(64))  # hex
+    secret_hash: Mapped[str] = mapped_column(String(64))  # hex HMAC-SHA256(salt, secret)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        # A name is one active token at a time; revoked ones are kept for the record.
+        Index(
+            "uq_api_tokens_active_name",
+            "name",
+            unique=True,
+            postgresql_where=NOT_REVOKED,
+            sqlite_where=NOT_REVOKED,
+        ),
+    )
+
+
+class ReplicaRow(Base):
+    """A running replica's heartbeat: a process refuses to start with the id of a live one."""
+
+    __tablename__ = "replicas"
+
+    replica_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+
+
 operations = cast(Table, OperationRow.__table__)
 tasks = cast(Table, TaskRow.__table__)
 events = cast(Table, EventRow.__table__)
@@ -340,3 +383,5 @@ components = cast(Table, ComponentRow.__table__)
 publications = cast(Table, PublicationRow.__table__)
 published_components = cast(Table, PublishedComponentRow.__table__)
 deliveries = cast(Table, DeliveryRow.__table__)
+api_tokens = cast(Table, ApiTokenRow.__table__)
+replicas = cast(Table, ReplicaRow.__table__)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
 
-from provisioner.api.body import StrictJsonRoute, read_deploy_input
+from fastapi import APIRouter
+
 from provisioner.api.deps import AdapterCallsDep, problems
-from provisioner.api.params import IdPath, IdQuery
+from provisioner.api.params import IdPath
 from provisioner.api.routes.operations import DESCRIPTOR_BODY
 from provisioner.api.schemas import (
     AclRequest,
@@ -16,8 +17,16 @@ from provisioner.api.schemas import (
     ReverseProvisioningRequest,
     ValidationOut,
 )
+from provisioner.api.security import (
+    PATH_TARGET,
+    VALIDATE_ACCESS,
+    AdminDep,
+    AuthenticatedRoute,
+    DeployInputDep,
+)
+from provisioner.auth.scopes import Principal
 
-router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
+router = APIRouter(prefix="/v1", route_class=AuthenticatedRoute, responses=problems(401, 403))
 
 
 @router.post(
@@ -31,10 +40,11 @@ async def update_acl(
     environment: IdPath,
     component_id: IdPath,
     body: AclRequest,
+    principal: Annotated[Principal, PATH_TARGET],
     adapter_calls: AdapterCallsDep,
 ) -> ProvisioningResultOut:
     result = await adapter_calls.update_acl(
-        deployment_unit_id, environment, component_id, body.refs
+        deployment_unit_id, environment, component_id, body.refs, principal=principal.name
     )
     return ProvisioningResultOut(
         status="COMPLETED" if result.succeeded else "FAILED",
@@ -50,13 +60,9 @@ async def update_acl(
     responses=problems(400, 413, 415, 422),
     openapi_extra=DESCRIPTOR_BODY,
     summary="Validate a descriptor with every component's Tech Adapter (nothing is deployed)",
+    dependencies=[VALIDATE_ACCESS],
 )
-async def validate(
-    request: Request,
-    adapter_calls: AdapterCallsDep,
-    environment: IdQuery = None,
-) -> ValidationOut:
-    given = await read_deploy_input(request, environment=environment)
+async def validate(given: DeployInputDep, adapter_calls: AdapterCallsDep) -> ValidationOut:
     results = await adapter_calls.validate(
         given.document, environment=given.environment, document_size=given.size
     )
@@ -72,9 +78,10 @@ async def validate(
     summary="Run a reverse provisioning through a Tech Adapter",
 )
 async def reverse_provision(
-    body: ReverseProvisioningRequest, adapter_calls: AdapterCallsDep
+    body: ReverseProvisioningRequest, principal: AdminDep, adapter_calls: AdapterCallsDep
 ) -> ReverseProvisioningOut:
     outcome = await adapter_calls.reverse_provision(
+        principal=principal.name,
         infrastructure_template_id=body.infrastructure_template_id,
         environment=body.environment,
         body={

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Query, Response, status
 
-from provisioner.api.body import StrictJsonRoute, read_deploy_input
 from provisioner.api.deps import CommandsDep, ReadsDep, problems
 from provisioner.api.params import CheckedId, IdQuery
-from provisioner.api.schemas import EventList, OperationOut, OperationPage, UndeployRequest
+from provisioner.api.schemas import EventList, OperationOut, OperationPage
+from provisioner.api.security import (
+    DEPLOY_TARGET,
+    OPERATION_TARGET,
+    READ_ACCESS,
+    UNDEPLOY_TARGET,
+    AuthenticatedRoute,
+    DeployInputDep,
+    UndeployBodyDep,
+)
+from provisioner.auth.scopes import Principal
 from provisioner.domain.status import OperationStatus
 from provisioner.store.views import OperationView
 
-router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
+router = APIRouter(prefix="/v1", route_class=AuthenticatedRoute, responses=problems(401, 403))
 
 DESCRIPTOR_BODY: dict[str, Any] = {
     "requestBody": {
@@ -61,17 +70,17 @@ def _accepted(response: Response, view: OperationView) -> OperationOut:
     summary="Deploy a deployment unit (or some of its components)",
 )
 async def deploy(
-    request: Request,
+    principal: Annotated[Principal, DEPLOY_TARGET],
+    given: DeployInputDep,
     response: Response,
     commands: CommandsDep,
-    environment: IdQuery = None,
 ) -> OperationOut:
-    given = await read_deploy_input(request, environment=environment)
     view = await commands.deploy(
         given.document,
         environment=given.environment,
         components=given.components,
         document_size=given.size,
+        principal=principal.name,
         warnings=given.warnings,
     )
     return _accepted(response, view)
@@ -85,23 +94,37 @@ async def deploy(
     summary="Undeploy a deployment unit (or some of its components)",
 )
 async def undeploy(
-    body: UndeployRequest, response: Response, commands: CommandsDep
+    principal: Annotated[Principal, UNDEPLOY_TARGET],
+    body: UndeployBodyDep,
+    response: Response,
+    commands: CommandsDep,
 ) -> OperationOut:
     view = await commands.undeploy(
         body.deployment_unit_id,
         environment=body.environment,
         remove_data=body.remove_data,
         components=body.components,
+        principal=principal.name,
     )
     return _accepted(response, view)
 
 
-@router.get("/operations/{operation_id}", response_model=OperationOut, responses=problems(404))
+@router.get(
+    "/operations/{operation_id}",
+    response_model=OperationOut,
+    responses=problems(404),
+    dependencies=[READ_ACCESS],
+)
 async def get_operation(operation_id: str, reads: ReadsDep) -> OperationOut:
     return OperationOut.model_validate(await reads.operation(operation_id))
 
 
-@router.get("/operations", response_model=OperationPage, responses=problems(400, 422))
+@router.get(
+    "/operations",
+    response_model=OperationPage,
+    responses=problems(400, 422),
+    dependencies=[READ_ACCESS],
+)
 async def list_operations(
     reads: ReadsDep,
     deployment_unit_id: Annotated[str | None, Query(alias="deploymentUnitId"), CheckedId] = None,
@@ -121,7 +144,12 @@ async def list_operations(
     return OperationPage.model_validate(page)
 
 
-@router.get("/operations/{operation_id}/events", response_model=EventList, responses=problems(404))
+@router.get(
+    "/operations/{operation_id}/events",
+    response_model=EventList,
+    responses=problems(404),
+    dependencies=[READ_ACCESS],
+)
 async def list_events(
     operation_id: str,
     reads: ReadsDep,
@@ -141,8 +169,12 @@ async def list_events(
     response_model=OperationOut,
     responses=problems(404, 409),
 )
-async def cancel_operation(operation_id: str, commands: CommandsDep) -> OperationOut:
-    return OperationOut.model_validate(await commands.cancel(operation_id))
+async def cancel_operation(
+    operation_id: str, principal: Annotated[Principal, OPERATION_TARGET], commands: CommandsDep
+) -> OperationOut:
+    return OperationOut.model_validate(
+        await commands.cancel(operation_id, principal=principal.name)
+    )
 
 
 @router.post(
@@ -152,7 +184,10 @@ async def cancel_operation(operation_id: str, commands: CommandsDep) -> Operatio
     responses=problems(404, 409, 422),
 )
 async def retry_operation(
-    operation_id: str, response: Response, commands: CommandsDep
+    operation_id: str,
+    principal: Annotated[Principal, OPERATION_TARGET],
+    response: Response,
+    commands: CommandsDep,
 ) -> OperationOut:
     """Run again, as a new operation, the tasks that did not succeed."""
-    return _accepted(response, await commands.retry(operation_id))
+    return _accepted(response, await commands.retry(operation_id, principal=principal.name))

@@ -10,8 +10,14 @@ from provisioner.api.body import StrictJsonRoute
 from provisioner.api.deps import ReadsDep, problems
 from provisioner.api.params import IdPath
 from provisioner.api.schemas import PublicationPage
+from provisioner.api.security import READ_ACCESS
 
-router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
+router = APIRouter(
+    prefix="/v1",
+    route_class=StrictJsonRoute,
+    dependencies=[READ_ACCESS],
+    responses=problems(401, 403),
+)
 
 
 @router.get(

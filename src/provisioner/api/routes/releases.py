@@ -10,9 +10,15 @@ from provisioner.api.body import StrictJsonRoute
 from provisioner.api.deps import ReadsDep, problems
 from provisioner.api.params import IdPath, IdQuery, JsonBool
 from provisioner.api.schemas import ComponentOut, ReleaseOut, ReleasePage
+from provisioner.api.security import READ_ACCESS
 from provisioner.domain.status import ReleaseStatus
 
-router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
+router = APIRouter(
+    prefix="/v1",
+    route_class=StrictJsonRoute,
+    dependencies=[READ_ACCESS],
+    responses=problems(401, 403),
+)
 
 
 @router.get(

@@ -24,6 +24,8 @@ from starlette.responses import Response
 from starlette.staticfiles import PathLike, StaticFiles
 from starlette.types import Scope
 
+from provisioner.api.security import OPEN_ACCESS
+
 STATIC = Path(__file__).resolve().parents[1] / "static"
 ASSETS = "/static"
 SWAGGER = f"{ASSETS}/vendor/swagger-ui"
@@ -42,7 +44,8 @@ DASHBOARD_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 
-router = APIRouter(include_in_schema=False)
+# The pages and their assets need no token: the API calls they make do.
+router = APIRouter(include_in_schema=False, dependencies=[OPEN_ACCESS])
 
 
 class _Assets(StaticFiles):
