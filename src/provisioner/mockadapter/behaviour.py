@@ -79,6 +79,7 @@ class MockBehaviour:
     poll_errors: int = 0
     content_type: str | None = None
     reset: bool = False
+    gate: str | None = None
 
 
 _FAILS = {
@@ -101,6 +102,7 @@ _KNOWN_KNOBS = frozenset(
         "pollErrors",
         "contentType",
         "reset",
+        "gate",
     }
 )
 _E = TypeVar("_E", bound=StrEnum)
@@ -125,11 +127,14 @@ def parse_behaviour(component: Mapping[str, Any], defaults: ServerDefaults) -> M
         poll_errors=knobs.count("pollErrors", 0),
         content_type=knobs.text("contentType"),
         reset=knobs.flag("reset"),
+        gate=knobs.text("gate"),
     )
     if behaviour.never_finish and behaviour.mode is Mode.SYNC:
         knobs.problems.append("specific.mock.neverFinish: needs mode async")
     if behaviour.reset and behaviour.mode is Mode.ASYNC:
         knobs.problems.append("specific.mock.reset: needs mode sync")
+    if behaviour.gate is not None and not _is_gate_name(behaviour.gate):
+        knobs.problems.append("specific.mock.gate: must be a non-empty name without '/'")
     if knobs.problems:
         raise InvalidRequestError(knobs.problems, user_message="specific.mock is invalid")
     return behaviour
@@ -201,6 +206,11 @@ class _Knobs:
             return enum(text)
         self._problem(key, f"must be one of {', '.join(member.value for member in enum)}")
         return default
+
+
+def _is_gate_name(name: str) -> bool:
+    """A gate is opened at /mock/gates/{name}: the name must fit in one path segment."""
+    return bool(name) and "/" not in name and name.isprintable()
 
 
 def _is_number(value: object) -> bool:
