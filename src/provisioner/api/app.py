@@ -72,7 +72,13 @@ async def start_runtime(
 ) -> Runtime:
     """Migrate the database, load the registry, start the worker."""
     registry = load_registry(settings)
-    database = Database(settings.database_url)
+    # A write transaction idle for a whole lease belongs to a paused replica, whose leases
+    # are lapsing anyway: ending it frees the rows it locked for the replica taking over.
+    # Never less than 10 s, so that a short lease cannot cut a slow but live submission.
+    database = Database(
+        settings.database_url,
+        idle_transaction_timeout_seconds=max(settings.lease_seconds, 10.0),
+    )
     await migrate(database)
     adapters = TechAdapterClient(client_policy(settings), transport=transport)
     worker = Worker(
