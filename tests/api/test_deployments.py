@@ -11,10 +11,14 @@ import yaml
 
 from tests.support import (
     SYSTEM,
+    calls_received,
     component,
     finished_operation,
+    open_gate,
+    submit,
     tasks_by_id,
     unit,
+    wait_until,
 )
 
 
@@ -94,18 +98,27 @@ async def test_deploys_system_first_then_each_component_after_its_dependencies(
 async def test_a_component_starts_as_soon_as_its_own_dependencies_succeed(
     client: httpx.AsyncClient, mock: httpx.AsyncClient, unit_id: str
 ) -> None:
-    """Eager scheduling: with A(600 ms) -> B beside C(100 ms) -> D, D starts while A runs."""
+    """Eager scheduling: with A -> B beside C -> D, D starts while A runs (A's answer is held
+    by a gate until D's call has arrived: level-by-level scheduling would never send it)."""
     a, b, c, d = ids(unit_id, "a", "b", "c", "d")
+    gate = f"{unit_id}:gate"
     document = unit(
         unit_id,
         [
-            component(a, latencyMs=600),
-            component(b, depends_on=[a], latencyMs=100),
-            component(c, latencyMs=100),
-            component(d, depends_on=[c], latencyMs=600),
+            component(a, gate=gate),
+            component(b, depends_on=[a]),
+            component(c),
+            component(d, depends_on=[c]),
         ],
     )
-    operation = await deploy(client, document)
+    operation_id = await submit(client, document)
+
+    async def d_called() -> bool:
+        return await calls_received(mock, d) == 1
+
+    await wait_until(d_called)
+    await open_gate(mock, gate)
+    operation = await finished_operation(client, operation_id)
 
     assert operation["status"] == "SUCCEEDED"
     calls = {call["componentId"]: call for call in await calls_for(mock, {a, b, c, d}, "provision")}
@@ -117,7 +130,15 @@ async def test_independent_components_are_provisioned_concurrently(
 ) -> None:
     """Components with no dependency between them are all in flight at the same time."""
     names = ids(unit_id, "p", "q", "r", "s")
-    operation = await deploy(client, unit(unit_id, [component(n, latencyMs=300) for n in names]))
+    gate = f"{unit_id}:gate"
+    operation_id = await submit(client, unit(unit_id, [component(n, gate=gate) for n in names]))
+
+    async def all_called() -> bool:
+        return all([await calls_received(mock, n) == 1 for n in names])
+
+    await wait_until(all_called)  # every call has arrived while the adapter holds them all
+    await open_gate(mock, gate)
+    operation = await finished_operation(client, operation_id)
 
     assert operation["status"] == "SUCCEEDED"
     calls = await calls_for(mock, set(names), "provision")
@@ -335,10 +356,11 @@ async def test_partial_undeploy_refuses_to_orphan_a_dependent(
 
 
 async def test_a_second_operation_on_the_same_release_is_refused_with_409(
-    client: httpx.AsyncClient, unit_id: str
+    client: httpx.AsyncClient, mock: httpx.AsyncClient, unit_id: str
 ) -> None:
     """While an operation is active, another deploy or undeploy gets 409 naming it."""
-    document = unit(unit_id, [component(f"{unit_id}:slow", latencyMs=1500)])
+    gate = f"{unit_id}:gate"  # keeps the first operation active until the checks are done
+    document = unit(unit_id, [component(f"{unit_id}:slow", gate=gate)])
     first = (await client.post("/v1/deployments", json={"descriptor": document})).json()
 
     again = await client.post("/v1/deployments", json={"descriptor": document})
@@ -350,6 +372,7 @@ async def test_a_second_operation_on_the_same_release_is_refused_with_409(
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["operationId"] == first["id"]
     assert (await release(client, unit_id))["status"] == "IN_PROGRESS"
+    await open_gate(mock, gate)
     assert (await finished_operation(client, first["id"]))["status"] == "SUCCEEDED"
     other_environment = await client.post(
         "/v1/deployments",
