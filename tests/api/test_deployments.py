@@ -4,11 +4,15 @@ on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import itertools
+import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
+from tests.conftest import ServiceFactory
+from tests.fixtures import DESCRIPTORS
 from tests.support import (
     SYSTEM,
     calls_received,
@@ -19,6 +23,7 @@ from tests.support import (
     tasks_by_id,
     unit,
     wait_until,
+    write_registry,
 )
 
 
@@ -463,3 +468,58 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     ready = (await client.get("/readyz")).json()
     assert ready["status"] == "ready"
     assert ready["revision"]
+
+
+async def test_a_descriptor_shaped_like_the_open_specification_deploys_as_written(
+    database_url: str,
+    service_factory: ServiceFactory,
+    mock_adapter: str,
+    mock: httpx.AsyncClient,
+    tmp_path: Path,
+) -> None:
+    """A realistic YAML descriptor (repeated keys, ``kind: outputPort``, a workload without
+    dependsOn, observability, data contracts), posted as YAML, deploys in dependency order, and
+    each adapter gets the data product as written with its own component to provision."""
+    # Unique ids: the session's mock adapter remembers components across tests.
+    suffix = uuid.uuid4().hex[:8]
+    text = (DESCRIPTORS / "dataproduct.open-spec.retail-orders.yaml").read_text(encoding="utf-8")
+    text = text.replace(":retail:orders:2", f":retail:orders-{suffix}:2")
+    document = yaml.safe_load(text)
+    templates = sorted({item["infrastructureTemplateId"] for item in document["components"]})
+    registry = write_registry(
+        tmp_path,
+        mock_adapter,
+        extra="".join(
+            f"  - infrastructureTemplateId: {template}\n    url: {mock_adapter}\n"
+            for template in templates
+        ),
+    )
+    server = service_factory(database_url, config=registry)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        response = await client.post(
+            "/v1/deployments", content=text, headers={"content-type": "application/yaml"}
+        )
+        assert response.status_code == 202, response.text
+        operation = await finished_operation(client, response.json()["id"])
+        state = await release(client, document["id"])
+
+    assert operation["status"] == "SUCCEEDED"
+    assert state["status"] == "DEPLOYED"
+    ids = [item["id"] for item in document["components"]]
+    landing, orders_sql = ids[0], ids[1]
+    calls = {call["componentId"]: call for call in await calls_for(mock, set(ids), "provision")}
+    assert calls.keys() == set(ids)
+    assert calls[orders_sql]["receivedAt"] >= calls[landing]["answeredAt"]  # its dependsOn
+    for component_id in ids:
+        request = (await mock.get("/mock/requests", params={"componentId": component_id})).json()
+        sent = yaml.safe_load(request["requests"][-1]["descriptor"])
+        assert sent["componentIdToProvision"] == component_id
+        assert sent["dataProduct"]["ownerGroup"] == document["ownerGroup"]
+        assert [c["kind"] for c in sent["dataProduct"]["components"]] == [
+            "outputport",
+            "outputPort",
+            "workload",
+            "observability",
+        ]
+        sql_port = sent["dataProduct"]["components"][1]
+        assert sql_port["dataContract"] == document["components"][1]["dataContract"]

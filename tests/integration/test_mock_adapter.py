@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from provisioner.mockadapter.descriptors import (
     split_component_descriptor,
 )
 from provisioner.mockadapter.errors import InvalidRequestError
+from tests.fixtures import descriptor_files
 from tests.support import wait_until
 
 DP_ID = "urn:dmb:dp:healthcare:vaccinations:0"
@@ -814,6 +816,20 @@ def test_fast_path_equals_full_parse(last_line: str) -> None:
 
     assert fast == read_component_fully(descriptor)
     assert fast.component_id == OTHER_ID
+
+
+@pytest.mark.parametrize(
+    "path", descriptor_files("component-descriptor."), ids=lambda path: path.name
+)
+def test_a_realistic_component_descriptor_is_read_like_a_full_parse(path: Path) -> None:
+    """COMPONENT_DESCRIPTOR bodies shaped like real ones (comments, flow style, nulls) give
+    the component to provision, as parsing the whole text does."""
+    descriptor = path.read_text(encoding="utf-8")
+
+    fast = DescriptorReader().read(DescriptorKind.COMPONENT, descriptor)
+
+    assert fast == read_component_fully(descriptor)
+    assert fast.component_id == yaml.safe_load(descriptor)["componentIdToProvision"]
 
 
 def test_fast_path_equals_full_parse_with_crlf_line_ends() -> None:
