@@ -65,6 +65,7 @@ class ServiceProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
+        self.stop()  # not left running: whoever started it may never get to stop it
         raise TimeoutError(f"the service did not become ready: {self.log.read_text()[-2000:]}")
 
     def wait_exit(self, timeout: float = START_SECONDS) -> int:
