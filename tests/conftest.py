@@ -45,6 +45,18 @@ def _auth_off_unless_asked() -> Iterator[None]:
         yield
 
 
+# Tests that start service processes: the suite-wide timeout (pyproject.toml) is a guard
+# against hangs sized for in-process tests; a loaded machine can take a minute just to start
+# the two or three processes of one of these.
+SLOW_TEST_TIMEOUT_SECONDS = 600
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT_SECONDS))
+
+
 async def _execute(url: str, *statements: str) -> None:
     engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
     try:

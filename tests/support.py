@@ -134,8 +134,17 @@ def unit(
     return document
 
 
+# How long a condition may take before a test fails. Generous on purpose: on a loaded machine
+# (2 cores shared by several test runs) starting a service process alone can take 5-10 s. A
+# test that passes waits only as long as the condition takes; only a failing one waits it out.
+DEADLINE_SECONDS = 60.0
+
+
 async def wait_until(
-    check: Callable[[], Awaitable[Any]], *, deadline_seconds: float = 20.0, interval: float = 0.02
+    check: Callable[[], Awaitable[Any]],
+    *,
+    deadline_seconds: float = DEADLINE_SECONDS,
+    interval: float = 0.02,
 ) -> Any:
     """Poll ``check`` until it returns something truthy, or fail at the deadline."""
     deadline = time.monotonic() + deadline_seconds
@@ -149,7 +158,7 @@ async def wait_until(
 
 
 async def finished_operation(
-    client: httpx.AsyncClient, operation_id: str, *, deadline_seconds: float = 30.0
+    client: httpx.AsyncClient, operation_id: str, *, deadline_seconds: float = DEADLINE_SECONDS
 ) -> dict[str, Any]:
     """Wait until the operation has ended; return it."""
 
@@ -171,6 +180,22 @@ async def submit(client: httpx.AsyncClient, document: dict[str, Any], **body: An
     assert response.status_code == 202, response.text
     operation_id: str = response.json()["id"]
     return operation_id
+
+
+async def calls_received(
+    mock: httpx.AsyncClient, component_id: str, action: str = "provision"
+) -> int:
+    """How many ``action`` POSTs for the component the mock adapter has received so far
+    (answered or not: a call held by a gate counts)."""
+    calls = (await mock.get("/mock/calls", params={"action": action})).json()["calls"]
+    return sum(call["componentId"] == component_id for call in calls)
+
+
+async def open_gate(mock: httpx.AsyncClient, gate: str) -> None:
+    """Let the mock adapter answer every call held by ``specific.mock.gate: <gate>``, and any
+    that reaches the gate later."""
+    response = await mock.post(f"/mock/gates/{gate}")
+    assert response.status_code == 200, response.text
 
 
 async def task_status(client: httpx.AsyncClient, operation_id: str, component_id: str) -> str:

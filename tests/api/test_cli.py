@@ -13,12 +13,13 @@ import pytest
 import yaml
 
 from tests.conftest import ServiceFactory
+from tests.processes import START_SECONDS
 from tests.support import ServerThread, component, free_port, unit
 
 pytestmark = pytest.mark.slow
 
 
-def provisioner(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def provisioner(*args: str, timeout: float = START_SECONDS) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "provisioner", *args],
         capture_output=True,
@@ -119,7 +120,7 @@ def test_migrate_brings_an_empty_database_to_the_latest_revision(tmp_path: Path)
         [sys.executable, "-m", "provisioner", "migrate"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=START_SECONDS,
         check=False,
         env={"PROVISIONER_DATABASE_URL": env_url, "PATH": "/usr/bin:/bin"},
     )
@@ -136,7 +137,7 @@ def test_the_mock_adapter_command_serves_the_tech_adapter_api() -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_SECONDS
         while True:
             try:
                 response = httpx.get(f"http://127.0.0.1:{port}/mock/health", timeout=1)

@@ -4,17 +4,26 @@ on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import itertools
+import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
+from tests.conftest import ServiceFactory
+from tests.fixtures import DESCRIPTORS
 from tests.support import (
     SYSTEM,
+    calls_received,
     component,
     finished_operation,
+    open_gate,
+    submit,
     tasks_by_id,
     unit,
+    wait_until,
+    write_registry,
 )
 
 
@@ -94,18 +103,27 @@ async def test_deploys_system_first_then_each_component_after_its_dependencies(
 async def test_a_component_starts_as_soon_as_its_own_dependencies_succeed(
     client: httpx.AsyncClient, mock: httpx.AsyncClient, unit_id: str
 ) -> None:
-    """Eager scheduling: with A(600 ms) -> B beside C(100 ms) -> D, D starts while A runs."""
+    """Eager scheduling: with A -> B beside C -> D, D starts while A runs (A's answer is held
+    by a gate until D's call has arrived: level-by-level scheduling would never send it)."""
     a, b, c, d = ids(unit_id, "a", "b", "c", "d")
+    gate = f"{unit_id}:gate"
     document = unit(
         unit_id,
         [
-            component(a, latencyMs=600),
-            component(b, depends_on=[a], latencyMs=100),
-            component(c, latencyMs=100),
-            component(d, depends_on=[c], latencyMs=600),
+            component(a, gate=gate),
+            component(b, depends_on=[a]),
+            component(c),
+            component(d, depends_on=[c]),
         ],
     )
-    operation = await deploy(client, document)
+    operation_id = await submit(client, document)
+
+    async def d_called() -> bool:
+        return await calls_received(mock, d) == 1
+
+    await wait_until(d_called)
+    await open_gate(mock, gate)
+    operation = await finished_operation(client, operation_id)
 
     assert operation["status"] == "SUCCEEDED"
     calls = {call["componentId"]: call for call in await calls_for(mock, {a, b, c, d}, "provision")}
@@ -117,7 +135,15 @@ async def test_independent_components_are_provisioned_concurrently(
 ) -> None:
     """Components with no dependency between them are all in flight at the same time."""
     names = ids(unit_id, "p", "q", "r", "s")
-    operation = await deploy(client, unit(unit_id, [component(n, latencyMs=300) for n in names]))
+    gate = f"{unit_id}:gate"
+    operation_id = await submit(client, unit(unit_id, [component(n, gate=gate) for n in names]))
+
+    async def all_called() -> bool:
+        return all([await calls_received(mock, n) == 1 for n in names])
+
+    await wait_until(all_called)  # every call has arrived while the adapter holds them all
+    await open_gate(mock, gate)
+    operation = await finished_operation(client, operation_id)
 
     assert operation["status"] == "SUCCEEDED"
     calls = await calls_for(mock, set(names), "provision")
@@ -335,10 +361,11 @@ async def test_partial_undeploy_refuses_to_orphan_a_dependent(
 
 
 async def test_a_second_operation_on_the_same_release_is_refused_with_409(
-    client: httpx.AsyncClient, unit_id: str
+    client: httpx.AsyncClient, mock: httpx.AsyncClient, unit_id: str
 ) -> None:
     """While an operation is active, another deploy or undeploy gets 409 naming it."""
-    document = unit(unit_id, [component(f"{unit_id}:slow", latencyMs=1500)])
+    gate = f"{unit_id}:gate"  # keeps the first operation active until the checks are done
+    document = unit(unit_id, [component(f"{unit_id}:slow", gate=gate)])
     first = (await client.post("/v1/deployments", json={"descriptor": document})).json()
 
     again = await client.post("/v1/deployments", json={"descriptor": document})
@@ -350,6 +377,7 @@ async def test_a_second_operation_on_the_same_release_is_refused_with_409(
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["operationId"] == first["id"]
     assert (await release(client, unit_id))["status"] == "IN_PROGRESS"
+    await open_gate(mock, gate)
     assert (await finished_operation(client, first["id"]))["status"] == "SUCCEEDED"
     other_environment = await client.post(
         "/v1/deployments",
@@ -440,3 +468,58 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     ready = (await client.get("/readyz")).json()
     assert ready["status"] == "ready"
     assert ready["revision"]
+
+
+async def test_a_descriptor_shaped_like_the_open_specification_deploys_as_written(
+    database_url: str,
+    service_factory: ServiceFactory,
+    mock_adapter: str,
+    mock: httpx.AsyncClient,
+    tmp_path: Path,
+) -> None:
+    """A realistic YAML descriptor (repeated keys, ``kind: outputPort``, a workload without
+    dependsOn, observability, data contracts), posted as YAML, deploys in dependency order, and
+    each adapter gets the data product as written with its own component to provision."""
+    # Unique ids: the session's mock adapter remembers components across tests.
+    suffix = uuid.uuid4().hex[:8]
+    text = (DESCRIPTORS / "dataproduct.open-spec.retail-orders.yaml").read_text(encoding="utf-8")
+    text = text.replace(":retail:orders:2", f":retail:orders-{suffix}:2")
+    document = yaml.safe_load(text)
+    templates = sorted({item["infrastructureTemplateId"] for item in document["components"]})
+    registry = write_registry(
+        tmp_path,
+        mock_adapter,
+        extra="".join(
+            f"  - infrastructureTemplateId: {template}\n    url: {mock_adapter}\n"
+            for template in templates
+        ),
+    )
+    server = service_factory(database_url, config=registry)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        response = await client.post(
+            "/v1/deployments", content=text, headers={"content-type": "application/yaml"}
+        )
+        assert response.status_code == 202, response.text
+        operation = await finished_operation(client, response.json()["id"])
+        state = await release(client, document["id"])
+
+    assert operation["status"] == "SUCCEEDED"
+    assert state["status"] == "DEPLOYED"
+    ids = [item["id"] for item in document["components"]]
+    landing, orders_sql = ids[0], ids[1]
+    calls = {call["componentId"]: call for call in await calls_for(mock, set(ids), "provision")}
+    assert calls.keys() == set(ids)
+    assert calls[orders_sql]["receivedAt"] >= calls[landing]["answeredAt"]  # its dependsOn
+    for component_id in ids:
+        request = (await mock.get("/mock/requests", params={"componentId": component_id})).json()
+        sent = yaml.safe_load(request["requests"][-1]["descriptor"])
+        assert sent["componentIdToProvision"] == component_id
+        assert sent["dataProduct"]["ownerGroup"] == document["ownerGroup"]
+        assert [c["kind"] for c in sent["dataProduct"]["components"]] == [
+            "outputport",
+            "outputPort",
+            "workload",
+            "observability",
+        ]
+        sql_port = sent["dataProduct"]["components"][1]
+        assert sql_port["dataContract"] == document["components"][1]["dataContract"]

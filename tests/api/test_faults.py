@@ -40,8 +40,10 @@ async def test_an_adapter_that_refuses_connections_then_comes_up_is_retried(
         mock_adapter,
         extra=f"  - infrastructureTemplateId: {late_template}\n    url: http://127.0.0.1:{port}\n",
     )
+    # A retry budget (2 s apart after the first few) long enough for the adapter to start
+    # listening on a loaded machine.
     server = service_factory(
-        database_url, config=registry, retry_max_seconds=10.0, retry_attempts=8
+        database_url, config=registry, retry_max_seconds=120.0, retry_attempts=70
     )
     late = f"{unit_id}:late"
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:

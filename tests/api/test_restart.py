@@ -1,17 +1,27 @@
 """A server killed mid-deployment and restarted finishes the deployment without repeating
 what had succeeded: a task with an adapter token resumes polling it, and only a task whose
-call was in flight is sent again."""
+call was in flight is sent again.
+
+The calls that must still be in flight at the kill are held by a mock adapter gate until the
+test opens it, so the state at the kill does not depend on how quickly the test reacts."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.processes import ServiceProcess
-from tests.support import component, finished_operation, unit, wait_until, write_registry
+from tests.support import (
+    calls_received,
+    component,
+    finished_operation,
+    open_gate,
+    unit,
+    wait_until,
+    write_registry,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -28,12 +38,13 @@ async def test_a_killed_server_resumes_the_deployment_after_restart(
     done, inflight, polling, after = (
         f"{unit_id}:{n}" for n in ("done", "inflight", "polling", "after")
     )
+    gate = f"{unit_id}:gate"
     document = unit(
         unit_id,
         [
             component(done),
-            component(inflight, depends_on=[done], latencyMs=2500),
-            component(polling, mode="async", latencyMs=2500, polls=1),
+            component(inflight, depends_on=[done], gate=gate),
+            component(polling, mode="async", polls=1, gate=gate),
             component(after, depends_on=[inflight, polling]),
         ],
     )
@@ -61,12 +72,13 @@ async def test_a_killed_server_resumes_the_deployment_after_restart(
             )
             return (
                 tasks[done]["status"] == "SUCCEEDED"
-                and tasks[inflight]["status"] == "RUNNING"
                 and has_token
+                and await calls_received(mock, inflight) == 1  # sent, held by the gate
             )
 
         await wait_until(mid_flight)
     first.kill()
+    await open_gate(mock, gate)
 
     second = ServiceProcess(**settings).start()
     processes.append(second)
@@ -78,7 +90,7 @@ async def test_a_killed_server_resumes_the_deployment_after_restart(
 
     assert operation["status"] == "SUCCEEDED"
     assert release["status"] == "DEPLOYED"
-    posts = await _provision_posts(mock, {done, inflight, polling, after})
+    posts = {cid: await calls_received(mock, cid) for cid in (done, inflight, polling, after)}
     assert posts[done] == 1  # succeeded before the kill: never sent again
     assert posts[polling] == 1  # had a token: polling resumed, not re-sent
     assert posts[inflight] == 2  # its call was in flight: sent again
@@ -86,12 +98,3 @@ async def test_a_killed_server_resumes_the_deployment_after_restart(
     attempts = {t["componentId"]: t["attempts"] for t in operation["tasks"]}
     assert attempts[inflight] == 2
     assert attempts[done] == attempts[polling] == 1
-
-
-async def _provision_posts(mock: httpx.AsyncClient, ids: set[str]) -> dict[str, Any]:
-    calls = (await mock.get("/mock/calls", params={"action": "provision"})).json()["calls"]
-    counts = dict.fromkeys(ids, 0)
-    for call in calls:
-        if call["componentId"] in ids:
-            counts[call["componentId"]] += 1
-    return counts

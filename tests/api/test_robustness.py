@@ -203,7 +203,7 @@ async def test_a_pass_through_call_past_its_timeout_is_a_502(
     """Reverse provisioning against an adapter slower than its timeoutSeconds (1 s)."""
 
     async def slow(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(3)  # the adapter's slowness, not synchronisation
+        await asyncio.Event().wait()  # an adapter that never answers: only the timeout ends it
         return httpx.Response(200, json={"status": "COMPLETED", "updates": {}})
 
     server = scripted_service(slow)  # type: ignore[arg-type]

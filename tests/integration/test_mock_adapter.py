@@ -9,6 +9,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +25,8 @@ from provisioner.mockadapter.descriptors import (
     split_component_descriptor,
 )
 from provisioner.mockadapter.errors import InvalidRequestError
+from tests.fixtures import descriptor_files
+from tests.support import wait_until
 
 DP_ID = "urn:dmb:dp:healthcare:vaccinations:0"
 CID = "urn:dmb:cmp:healthcare:vaccinations:0:storage"
@@ -336,6 +339,57 @@ async def test_forget_tokens_ends_unfinished_operations(client: httpx.AsyncClien
     assert (await calls(client))["maxInFlight"] == 1
 
 
+# --- gates -----------------------------------------------------------------------------------
+
+
+async def gate_state(client: httpx.AsyncClient, name: str) -> dict[str, Any]:
+    state: dict[str, Any] = (await client.get("/mock/gates")).json()[name]
+    return state
+
+
+async def test_a_gate_holds_a_sync_answer_until_it_is_opened(client: httpx.AsyncClient) -> None:
+    """The POST is received (and logged) at once, but answered only once the gate opens."""
+    answer = asyncio.create_task(provision(client, request_for(gate="g1")))
+
+    async def held() -> bool:
+        return bool((await client.get("/mock/gates")).json().get("g1", {}).get("waiting") == 1)
+
+    await wait_until(held)
+    assert not answer.done()
+    assert (await calls(client, "provision"))["calls"][0]["answeredAt"] is None
+
+    opened = await client.post("/mock/gates/g1")
+
+    assert opened.json() == {"gate": "g1", "open": True, "released": 1}
+    response = await answer
+    assert response.json()["status"] == "COMPLETED"
+    assert await gate_state(client, "g1") == {"open": True, "waiting": 0}
+    assert (await components(client))[CID]["provisioned"] is True
+
+
+async def test_an_open_gate_lets_later_calls_through(client: httpx.AsyncClient) -> None:
+    """A gate stays open: a call that reaches it afterwards is answered at once."""
+    await client.post("/mock/gates/g2")
+
+    response = await provision(client, request_for(gate="g2"))
+
+    assert response.json()["status"] == "COMPLETED"
+
+
+async def test_a_gate_keeps_an_async_token_running_until_it_is_opened(
+    client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """Polls and latency passing are not enough: the token reports RUNNING until the gate opens."""
+    token = (await provision(client, request_for(mode="async", polls=0, gate="g3"))).json()
+    clock.advance(86_400)
+    assert [await poll_status(client, token) for _ in range(3)] == ["RUNNING"] * 3
+    assert (await components(client))[CID]["provisioned"] is False
+
+    await client.post("/mock/gates/g3")
+
+    assert await poll_status(client, token) == "COMPLETED"
+
+
 # --- failures --------------------------------------------------------------------------------
 
 
@@ -524,6 +578,9 @@ async def test_malformed_provisioning_request_is_a_bad_request(
         ({"aclMode": "later"}, "specific.mock.aclMode"),
         ({"publicInfoJson": {"a": 1}}, "specific.mock.publicInfoJson"),
         ({"latencyMS": 5}, "specific.mock.latencyMS: unknown knob"),
+        ({"gate": ""}, "specific.mock.gate"),
+        ({"gate": "a/b"}, "specific.mock.gate"),
+        ({"gate": 7}, "specific.mock.gate"),
     ],
 )
 async def test_nonsense_mock_knobs_are_a_bad_request(
@@ -1261,10 +1318,14 @@ async def test_max_in_flight_counts_concurrent_sync_operations(
 ) -> None:
     """Concurrent sync operations are in flight together between receipt and answer."""
     ids = [f"{CID}-{n}" for n in range(6)]
+    sent = asyncio.gather(*(provision(client, request_for(cid, gate="six")) for cid in ids))
 
-    responses = await asyncio.gather(
-        *(provision(client, request_for(cid, latencyMs=300)) for cid in ids)
-    )
+    async def all_held() -> bool:
+        return bool((await client.get("/mock/gates")).json().get("six", {}).get("waiting") == 6)
+
+    await wait_until(all_held)
+    await client.post("/mock/gates/six")
+    responses = await sent
 
     assert [r.status_code for r in responses] == [200] * 6
     assert (await calls(client))["maxInFlight"] == 6
@@ -1307,6 +1368,20 @@ def test_fast_path_equals_full_parse(last_line: str) -> None:
 
     assert fast == read_component_fully(descriptor)
     assert fast.component_id == OTHER_ID
+
+
+@pytest.mark.parametrize(
+    "path", descriptor_files("component-descriptor."), ids=lambda path: path.name
+)
+def test_a_realistic_component_descriptor_is_read_like_a_full_parse(path: Path) -> None:
+    """COMPONENT_DESCRIPTOR bodies shaped like real ones (comments, flow style, nulls) give
+    the component to provision, as parsing the whole text does."""
+    descriptor = path.read_text(encoding="utf-8")
+
+    fast = DescriptorReader().read(DescriptorKind.COMPONENT, descriptor)
+
+    assert fast == read_component_fully(descriptor)
+    assert fast.component_id == yaml.safe_load(descriptor)["componentIdToProvision"]
 
 
 def test_fast_path_equals_full_parse_with_crlf_line_ends() -> None:

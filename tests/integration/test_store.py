@@ -4,6 +4,7 @@ claiming, leases and fencing."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -11,13 +12,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert, update
 
 from provisioner.domain.descriptor import parse_descriptor
 from provisioner.domain.plan import plan_deploy
 from provisioner.domain.status import OperationType, TaskStatus
 from provisioner.engine.ports import Event, OperationHeader, StateWrite
-from provisioner.errors import OperationActiveError, ReleaseChangedError
+from provisioner.errors import DatabaseUnavailableError, OperationActiveError, ReleaseChangedError
 from provisioner.service.ids import new_operation_id
 from provisioner.store.database import Database
 from provisioner.store.migrate import current_revision, head_revision, migrate
@@ -26,7 +27,7 @@ from provisioner.store.operations import SqlOperationStore
 from provisioner.store.queries import Queries
 from provisioner.store.submissions import NewOperation, Submissions
 from provisioner.store.views import OperationView
-from tests.support import component, unit
+from tests.support import component, unit, wait_until
 
 LEASE = 30.0
 
@@ -289,3 +290,75 @@ async def test_a_plan_made_against_a_release_that_moved_on_is_refused(database: 
     assert now.last_operation_id == first.id
     assert now.active_operation_id is None
     assert (await submissions.submit(deploy_of("u7"), based_on=now)).id != first.id
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("asyncpg", marks=pytest.mark.postgres),
+        pytest.param("psycopg", marks=pytest.mark.postgres),
+    ]
+)
+def postgres_driver_url(request: pytest.FixtureRequest, postgres_url: str) -> str:
+    return postgres_url.replace("+asyncpg://", f"+{request.param}://", 1)
+
+
+def _pause_inside_a_write(
+    url: str, operation_id: str, locked: threading.Event, resume: threading.Event
+) -> str:
+    """In a thread of its own, as a replica would: lock the operation's row in a write
+    transaction, then stop (as SIGSTOP would) until ``resume``; return how the write ended."""
+
+    async def run() -> str:
+        paused = Database(url, idle_transaction_timeout_seconds=1.0)
+
+        def write(conn: Connection) -> None:
+            conn.execute(
+                update(operations)
+                .where(operations.c.id == operation_id)
+                .values(updated_at=datetime.now(UTC))
+            )
+            locked.set()
+            resume.wait(120)  # blocks this thread: the session sits idle in its transaction
+
+        try:
+            await paused.transaction(write)
+        except DatabaseUnavailableError:
+            return "session ended"
+        finally:
+            await paused.dispose()
+        return "committed"
+
+    return asyncio.run(run())
+
+
+async def test_a_replica_paused_inside_a_write_does_not_block_the_takeover(
+    postgres_driver_url: str,
+) -> None:
+    """Paused with the operation's row locked, a replica would keep every other one from taking
+    its operation over (claims skip locked rows) for as long as the pause lasts; the server
+    ends the idle transaction, and the takeover happens while the replica is still paused."""
+    database = Database(postgres_driver_url)
+    store = SqlOperationStore(database)
+    operation_id = (await submit(database, "p1")).id
+    long_ago = datetime.now(UTC) - timedelta(seconds=10 * LEASE)
+    await store.claim(owner="r1/a", replica_id="r1", limit=1, lease_seconds=LEASE, now=long_ago)
+    locked, resume = threading.Event(), threading.Event()
+    paused = asyncio.create_task(
+        asyncio.to_thread(_pause_inside_a_write, postgres_driver_url, operation_id, locked, resume)
+    )
+    try:
+        await wait_until(lambda: asyncio.to_thread(locked.wait, 0.1))
+
+        async def taken_over() -> bool:
+            claimed = await store.claim(
+                owner="r2/a", replica_id="r2", limit=1, lease_seconds=LEASE, now=datetime.now(UTC)
+            )
+            return [c.header.id for c in claimed] == [operation_id]
+
+        await wait_until(taken_over)
+        assert not resume.is_set()  # r1 is still paused
+    finally:
+        resume.set()
+        outcome = await paused
+        await database.dispose()
+    assert outcome == "session ended"

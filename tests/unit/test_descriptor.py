@@ -1,9 +1,9 @@
 """Reading a deployment unit descriptor (``provisioner.domain.descriptor``): every structural
-problem is collected with its path, and the real Witboost descriptors read cleanly."""
+problem is collected with its path, and descriptors shaped like real Witboost ones (the
+fixtures) read cleanly."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,21 +12,8 @@ import pytest
 from provisioner.domain.descriptor import MAX_ID_LENGTH, parse_descriptor
 from provisioner.domain.documents import load_yaml
 from provisioner.errors import BadRequestError, Problem
+from tests.fixtures import DESCRIPTORS, descriptor_files
 
-# Verbatim Witboost descriptors (see the reference README); override where they live elsewhere.
-# The Witboost reference descriptors live beside the repository (../shared), where CI puts them.
-REFERENCE = Path(
-    os.environ.get(
-        "PROVISIONER_WITBOOST_DESCRIPTORS",
-        Path(__file__).resolve().parents[3] / "shared" / "reference" / "witboost" / "descriptors",
-    )
-)
-REFERENCE_FILES = sorted([*REFERENCE.glob("*.yaml"), *REFERENCE.glob("*.yml")])
-# Outside CI, a checkout without them skips these tests; under CI a missing folder fails.
-needs_reference = pytest.mark.skipif(
-    not REFERENCE.is_dir() and os.environ.get("CI", "").lower() != "true",
-    reason=f"the Witboost reference descriptors are not at {REFERENCE}",
-)
 UNIT_ID = "urn:dmb:dp:test:unit:0"
 
 
@@ -59,20 +46,24 @@ def problems_of(document: object) -> dict[str, str]:
     return {problem.path: problem.message for problem in parse_descriptor(document).problems}
 
 
-# --- the reference descriptors -----------------------------------------------------------------
+# --- descriptors shaped like real ones ----------------------------------------------------------
+
+FILES = descriptor_files()
 
 
-@needs_reference
-def test_the_reference_descriptors_are_present() -> None:
-    """The reference directory holds the Witboost descriptors the next test reads (so a
-    missing directory fails here instead of silently skipping them)."""
-    assert len(REFERENCE_FILES) >= 5
+def fixture(name: str) -> Any:
+    return load_yaml((DESCRIPTORS / name).read_text(encoding="utf-8")).value
 
 
-@needs_reference
-@pytest.mark.parametrize("path", REFERENCE_FILES, ids=lambda path: path.name)
-def test_a_reference_descriptor_parses_without_problems(path: Path) -> None:
-    """Each real descriptor (unwrapping ``dataProduct:`` of a COMPONENT_DESCRIPTOR) is valid."""
+def test_the_fixture_descriptors_are_present() -> None:
+    """The descriptors the next test reads are there (so a renamed folder fails here instead
+    of leaving the next test with nothing to check)."""
+    assert len(FILES) >= 5
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda path: path.name)
+def test_a_realistic_descriptor_parses_without_problems(path: Path) -> None:
+    """Each descriptor (unwrapping ``dataProduct:`` of a COMPONENT_DESCRIPTOR) is valid."""
     document = load_yaml(path.read_text(encoding="utf-8")).value
     if "dataProduct" in document:
         document = document["dataProduct"]
@@ -84,18 +75,57 @@ def test_a_reference_descriptor_parses_without_problems(path: Path) -> None:
     assert [c.id for c in parsed.unit.components] == [item["id"] for item in document["components"]]
 
 
-@needs_reference
-def test_a_reference_component_descriptor_reads_its_dependencies() -> None:
-    """The HDFS output port of the reference workload descriptor depends on its storage."""
-    document = load_yaml(
-        (REFERENCE / "component-descriptor.workload.hdfs-dbt.yml").read_text()
-    ).value
+def test_a_component_descriptor_reads_its_dependencies() -> None:
+    """The output port of a COMPONENT_DESCRIPTOR body depends on its storage, and the id to
+    provision is one of the unit's components."""
+    document = fixture("component-descriptor.outputport.bigquery.yaml")
 
     parsed = parse_descriptor(document["dataProduct"])
 
     by_id = {component.id: component for component in parsed.unit.components}
-    port = by_id["urn:dmb:cmp:healthcare:vaccinations:0:hdfs-output-port"]
-    assert port.depends_on == ("urn:dmb:cmp:healthcare:vaccinations:0:storage",)
+    port = by_id[document["componentIdToProvision"]]
+    assert port.kind == "outputport"
+    assert port.depends_on == ("urn:dmb:cmp:logistics:shipments:0:bigquery-dataset",)
+
+
+def test_the_open_specification_s_quirks_are_read_as_written() -> None:
+    """ownerGroup and devGroup written twice (with the same value), a component kind spelled
+    ``outputPort``, a workload without ``dependsOn``: valid, and read as written."""
+    name = "dataproduct.open-spec.retail-orders.yaml"
+    text = (DESCRIPTORS / name).read_text(encoding="utf-8")
+    assert text.count("\nownerGroup:") == text.count("\ndevGroup:") == 2  # the quirk is there
+
+    parsed = parse_descriptor(fixture(name))
+
+    assert parsed.problems == ()
+    assert parsed.unit.document["ownerGroup"] == "retail-orders-owners_shop.example"
+    assert parsed.unit.document["devGroup"] == "retail-orders-dev_shop.example"
+    kinds = {
+        component.id.rsplit(":", 1)[-1]: component.kind for component in parsed.unit.components
+    }
+    assert kinds == {
+        "landing-files": "outputport",
+        "orders-sql": "outputPort",
+        "cleaning-job": "workload",
+        "quality": "observability",
+    }
+    workload = next(c for c in parsed.unit.components if c.kind == "workload")
+    assert workload.depends_on == ()
+
+
+def test_newer_platform_fields_and_snapshot_versions_are_kept() -> None:
+    """A snapshot version is read verbatim; projectKind and projectOwner, which provisioner
+    does not interpret, stay in the document; timestamps stay the text they were written as."""
+    document = fixture("component-descriptor.workload.airflow-dag.yaml")["dataProduct"]
+
+    parsed = parse_descriptor(document)
+
+    assert parsed.problems == ()
+    assert parsed.unit.version == "0.2.0-SNAPSHOT-2"
+    assert parsed.unit.document["projectKind"] == "system"
+    assert parsed.unit.document["projectOwner"] == "user:lena.fischer_energy.example"
+    port = fixture("component-descriptor.outputport.bigquery.yaml")["dataProduct"]["components"][1]
+    assert port["creationDate"] == "2024-05-06T14:12:40.125Z"
 
 
 # --- what is read ------------------------------------------------------------------------------

@@ -114,8 +114,12 @@ async def start_runtime(
 ) -> Runtime:
     """Migrate the database, load the registry, start the worker."""
     registry = load_registry(settings)
+    # A write transaction idle for a whole lease belongs to a paused replica, whose leases
+    # are lapsing anyway: ending it frees the rows it locked for the replica taking over.
+    # Never less than 10 s, so that a short lease cannot cut a slow but live submission.
     database = Database(
         settings.database_url,
+        idle_transaction_timeout_seconds=max(settings.lease_seconds, 10.0),
         pool_size=settings.database_pool_size,
         read_pool_size=settings.database_read_pool_size,
     )

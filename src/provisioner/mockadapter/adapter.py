@@ -45,6 +45,7 @@ from provisioner.mockadapter.state import (
     CallLog,
     CallRecord,
     ComponentBook,
+    Gates,
     Operation,
     ValidationJob,
 )
@@ -63,6 +64,7 @@ class MockTechAdapter:
         self.defaults = defaults
         self.calls = CallLog()
         self.components = ComponentBook()
+        self.gates = Gates()
         self.reader = reader if reader is not None else DescriptorReader()
         self._clock = clock
         self._operations: dict[str, Operation] = {}
@@ -124,6 +126,8 @@ class MockTechAdapter:
     async def _run_sync(self, operation: Operation) -> Answer:
         self.calls.operation_started()
         try:
+            if operation.behaviour.gate is not None:
+                await self.gates.wait(operation.behaviour.gate)
             if operation.behaviour.latency_ms > 0:
                 await asyncio.sleep(operation.behaviour.latency_ms / 1000)
             return self._conclude(operation)
@@ -153,6 +157,7 @@ class MockTechAdapter:
         elapsed_ms = (self._clock() - operation.started_at) * 1000
         return (
             behaviour.never_finish
+            or (behaviour.gate is not None and not self.gates.is_open(behaviour.gate))
             or operation.running_answers < behaviour.polls
             or elapsed_ms < behaviour.latency_ms
         )

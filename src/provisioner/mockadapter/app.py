@@ -194,6 +194,14 @@ def _control_routes(adapter: MockTechAdapter) -> list[BaseRoute]:
     async def forget_tokens(request: Request) -> Response:
         return _response(answers.json_answer({"forgotten": adapter.forget_tokens()}))
 
+    async def gates(request: Request) -> Response:
+        return _response(answers.json_answer(adapter.gates.to_json()))
+
+    async def open_gate(request: Request) -> Response:
+        name = request.path_params["name"]
+        released = adapter.gates.open(name)
+        return _response(answers.json_answer({"gate": name, "open": True, "released": released}))
+
     async def health(request: Request) -> Response:
         return _response(answers.json_answer({"status": "ok"}))
 
@@ -203,6 +211,8 @@ def _control_routes(adapter: MockTechAdapter) -> list[BaseRoute]:
         Route("/mock/components/{component_id:path}/received", received, methods=["GET"]),
         Route("/mock/requests", requests, methods=["GET"]),
         Route("/mock/forget-tokens", forget_tokens, methods=["POST"]),
+        Route("/mock/gates", gates, methods=["GET"]),
+        Route("/mock/gates/{name}", open_gate, methods=["POST"]),
         Route("/mock/health", health, methods=["GET"]),
     ]
 

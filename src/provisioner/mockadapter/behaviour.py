@@ -108,6 +108,7 @@ class MockBehaviour:
     validation_status: ValidationOutcome = ValidationOutcome.COMPLETED
     acl_fail: bool = False
     acl_mode: Mode = Mode.SYNC
+    gate: str | None = None  # held until the test opens the gate of this name
 
 
 def parse_behaviour(component: Mapping[str, Any], defaults: ServerDefaults) -> MockBehaviour:
@@ -138,6 +139,8 @@ def parse_behaviour(component: Mapping[str, Any], defaults: ServerDefaults) -> M
         problems.append("specific.mock.neverFinish: needs mode async")
     if behaviour.reset and behaviour.mode is Mode.ASYNC:
         problems.append("specific.mock.reset: needs mode sync")
+    if behaviour.gate is not None and not _is_gate_name(behaviour.gate):
+        problems.append("specific.mock.gate: must be a non-empty name without '/'")
     if problems:
         raise _invalid(problems)
     return behaviour
@@ -254,5 +257,11 @@ _KNOBS: dict[str, _Knob] = dict(
         _choice("validationStatus", "validation_status", ValidationOutcome),
         ("aclFail", _Knob("acl_fail", _flag, _FLAG)),
         _choice("aclMode", "acl_mode", Mode),
+        ("gate", _Knob("gate", _text, "must be a string")),
     ]
 )
+
+
+def _is_gate_name(name: str) -> bool:
+    """A gate is opened at /mock/gates/{name}: the name must fit in one path segment."""
+    return bool(name) and "/" not in name and name.isprintable()

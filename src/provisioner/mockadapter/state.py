@@ -5,8 +5,9 @@ All of it lives on one event loop and is changed without awaiting in between, so
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -221,3 +222,47 @@ class AclJob:
     final: Answer
     polls: int
     running_answers: int = 0
+
+
+class Gates:
+    """Named gates that hold operations until a test opens them (`specific.mock.gate`).
+
+    A test that must act while an adapter call is in progress (kill or pause the caller, stop
+    its database, submit a second request) cannot rely on a latency being long enough: on a
+    loaded machine any latency can run out first. A gate holds the operation for as long as
+    the test needs. Closed until opened, a gate stays open: what reaches it later passes.
+    """
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+        self._waiting: Counter[str] = Counter()
+
+    def _event(self, name: str) -> asyncio.Event:
+        event = self._events.get(name)
+        if event is None:
+            event = self._events[name] = asyncio.Event()
+        return event
+
+    def is_open(self, name: str) -> bool:
+        """Whether the gate has been opened."""
+        return self._event(name).is_set()
+
+    async def wait(self, name: str) -> None:
+        """Return once the gate is open (at once if it already is)."""
+        self._waiting[name] += 1
+        try:
+            await self._event(name).wait()
+        finally:
+            self._waiting[name] -= 1
+
+    def open(self, name: str) -> int:
+        """Open the gate for good; return how many sync calls it held until now."""
+        self._event(name).set()
+        return self._waiting[name]
+
+    def to_json(self) -> dict[str, Any]:
+        """The gates as the control API shows them."""
+        return {
+            name: {"open": event.is_set(), "waiting": self._waiting[name]}
+            for name, event in self._events.items()
+        }

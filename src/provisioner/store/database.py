@@ -42,7 +42,17 @@ SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=30000", 
 class Database:
     """The engines of one database, its write transactions and its reads."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, read_pool_size: int = 5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        read_pool_size: int = 5,
+        idle_transaction_timeout_seconds: float | None = None,
+    ) -> None:
+        """``idle_transaction_timeout_seconds`` (PostgreSQL): how long a write transaction may
+        wait for its next statement before the server ends the session (see
+        ``_idle_transaction_limit``)."""
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self._writer: Engine | None = None
@@ -67,6 +77,7 @@ class Database:
                 max_overflow=pool_size,
                 pool_recycle=1800,
                 hide_parameters=True,
+                connect_args=_idle_transaction_limit(self.url, idle_transaction_timeout_seconds),
             )
             self._reader = create_async_engine(
                 url,
@@ -132,6 +143,24 @@ def _translated() -> Iterator[None]:
 # shutdown, 57P02 crash shutdown, 57P03 cannot connect now: "the database system is starting
 # up"): the server is going away or not there yet, and retrying later is the cure.
 _UNAVAILABLE_SQLSTATES = ("08", "57P")
+
+
+def _idle_transaction_limit(url: Any, seconds: float | None) -> dict[str, Any]:
+    """Connection arguments that make the server end a write session idle in a transaction.
+
+    A write transaction waits on nothing but the database (never on an adapter), so one that
+    sits idle is a replica that is paused (SIGSTOP, a GC or VM pause) or cut off. Its row locks
+    would outlive its lease: claims skip locked rows (``FOR UPDATE SKIP LOCKED``), so no other
+    replica could take its operation over until it woke up. Past the limit the server ends the
+    session and releases the locks; the replica, if it wakes, gets a connection error (retried
+    as ``DatabaseUnavailableError``) and finds its fence taken.
+    """
+    if seconds is None:
+        return {}
+    milliseconds = max(1, round(seconds * 1000))
+    if url.get_driver_name() == "psycopg":
+        return {"options": f"-c idle_in_transaction_session_timeout={milliseconds}"}
+    return {"server_settings": {"idle_in_transaction_session_timeout": str(milliseconds)}}
 
 
 def _sqlstate(exc: DBAPIError) -> str:
