@@ -6,7 +6,8 @@ operation is cancelled before it ran, or abandoned after an internal error) deci
 - ``component_after``: a component's status once its task ended;
 - ``Interruption.task_status``: what a task cut short by a cancel, a timeout or a crash becomes;
 - ``operation_outcome``: an operation's status once all its tasks are final;
-- ``release_status``: a release's status once its last operation ended.
+- ``release_status``: a release's status once its last operation ended;
+- ``touched``: whether an operation changed anything at all.
 """
 
 from __future__ import annotations
@@ -108,6 +109,12 @@ def component_after(
     return ComponentStatus.CORRUPT if called else before
 
 
+def refused_task_status(*, valid: bool) -> TaskStatus:
+    """What a task of a deploy refused by validation becomes: FAILED if its component was
+    found invalid, SKIPPED otherwise. None was called, so every component keeps its status."""
+    return TaskStatus.SKIPPED if valid else TaskStatus.FAILED
+
+
 def operation_outcome(
     task_statuses: Iterable[TaskStatus], *, interruption: Interruption | None = None
 ) -> OperationStatus:
@@ -123,17 +130,39 @@ def operation_outcome(
     return OperationStatus.FAILED
 
 
+def touched(attempts: Iterable[int]) -> bool:
+    """Whether an operation whose tasks made these ``attempts`` changed anything.
+
+    A task's attempts count its starts: a provision or unprovision call that may have been
+    sent, or the system step recording the unit. An operation none of whose tasks ever started
+    (refused by validation, cancelled before anything ran) touched nothing.
+    """
+    return any(count > 0 for count in attempts)
+
+
 def release_status(
-    member_statuses: Iterable[ComponentStatus], *, last_operation: OperationStatus
+    member_statuses: Iterable[ComponentStatus],
+    *,
+    last_operation: OperationStatus,
+    touched: bool = True,
+    before: ReleaseStatus | None = None,
 ) -> ReleaseStatus:
     """The status of a release once its last operation has ended.
 
     ``member_statuses`` covers the system step and every component of the release (those of
     the last deployed descriptor and any still deployed from earlier ones). A failed last
     operation, or any component left CORRUPT, makes the release CORRUPT.
+
+    An operation that ``touched`` nothing leaves the release as it was: ``before``, its status
+    when the operation was submitted. Without one (the release did not exist yet), its members
+    say what it is, whatever the operation's outcome: a refused deploy corrupts nothing.
     """
     if last_operation.is_active:
         return ReleaseStatus.IN_PROGRESS
+    if not touched:
+        if before is not None and before is not ReleaseStatus.IN_PROGRESS:
+            return before
+        last_operation = OperationStatus.SUCCEEDED
     statuses = list(member_statuses)
     if last_operation is OperationStatus.FAILED or ComponentStatus.CORRUPT in statuses:
         return ReleaseStatus.CORRUPT

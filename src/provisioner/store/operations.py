@@ -19,6 +19,7 @@ from provisioner.domain.status import (
     TaskStatus,
     component_after,
     release_status,
+    touched,
 )
 from provisioner.engine.ports import (
     COMPONENT_PROGRESS,
@@ -552,7 +553,9 @@ def settle_release(
 ) -> ReleaseStatus:
     """Derive and store the release status once an operation has ended.
 
-    A deploy that ran becomes the release's last deploy (its version and descriptor).
+    A deploy that ran and touched something (``domain.status.touched``: one of its tasks
+    started) becomes the release's last deploy (its version and descriptor); one that touched
+    nothing leaves the release as it was before it.
     """
     statuses = conn.execute(
         select(components.c.status).where(
@@ -560,9 +563,18 @@ def settle_release(
             or_(components.c.member, components.c.status != ComponentStatus.NOT_DEPLOYED),
         )
     ).scalars()
-    status = release_status(statuses, last_operation=outcome)
+    before = conn.execute(
+        select(operations.c.release_status_before).where(operations.c.id == header.id)
+    ).scalar()
+    attempts = conn.execute(
+        select(tasks.c.attempts)
+        .where(tasks.c.operation_id == header.id, tasks.c.attempts > 0)
+        .limit(1)
+    ).scalars()
+    changed = touched(attempts)
+    status = release_status(statuses, last_operation=outcome, touched=changed, before=before)
     changes: dict[str, Any] = {"status": status, "last_operation_id": header.id, "updated_at": now}
-    if header.type is OperationType.DEPLOY and ran:
+    if header.type is OperationType.DEPLOY and ran and changed:
         changes.update(version=header.version, descriptor_operation_id=header.id)
     elif status is ReleaseStatus.NOT_DEPLOYED:
         changes["version"] = None
