@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     adapter_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     poll_timeout_seconds: float = Field(default=30.0, gt=0, description="one status poll")
 
+    # --- governance: validation and policies before operations -----------------------------
+    validate_before_deploy: bool = Field(
+        default=True, description="each component's adapter validates it before a deploy"
+    )
+    policies: Path | None = Field(
+        default=None, description="a directory of Rego policies (.rego) checked on every request"
+    )
+
     failpoints: str | None = Field(
         default=None,
         description="testing aid: crash points such as 'after-call=<component id>'",
