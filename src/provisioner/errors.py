@@ -5,13 +5,15 @@
     │   ├── PayloadTooLargeError     a body over the configured size limit
     │   └── UnstorableValueError     a value the database cannot store (NUL, out of range)
     ├── InvalidRequestError          a readable request that breaks rules; carries every Problem
-    │   └── InvalidDescriptorError   the descriptor itself is invalid (cycle, unknown id, ...)
+    │   ├── InvalidDescriptorError   the descriptor itself is invalid (cycle, unknown id, ...)
+    │   └── PolicyDeniedError        a policy's deny rule refuses the request
     ├── NotFoundError                an operation, release or component that does not exist
     ├── ConflictError                the request clashes with current state
     │   ├── OperationActiveError     another operation is active on the same unit and environment
     │   ├── OperationFinishedError   the operation already ended (cancel)
     │   └── ReleaseChangedError      the release changed while a request was planned against it
     ├── ConfigurationError           the adapter registry or settings are unusable
+    │   └── PolicyError              a policy cannot be compiled or evaluated
     ├── AdapterError                 a Tech Adapter call did not give a usable result
     │   ├── AdapterTransientError    may pass if repeated (connect error, 502/503/504, reset)
     │   └── AdapterTimeoutError      the adapter took longer than its timeoutSeconds
@@ -71,6 +73,10 @@ class InvalidDescriptorError(InvalidRequestError):
     """The deployment unit descriptor is invalid."""
 
 
+class PolicyDeniedError(InvalidRequestError):
+    """A policy refuses the request; each problem's path is the policy (package) that did."""
+
+
 class NotFoundError(ProvisionerError):
     """The thing asked for does not exist."""
 
@@ -100,6 +106,10 @@ class ReleaseChangedError(ConflictError):
 
 class ConfigurationError(ProvisionerError):
     """The settings or the Tech Adapter registry cannot be used."""
+
+
+class PolicyError(ConfigurationError):
+    """A policy could not be compiled or evaluated (an operator's problem, not the request's)."""
 
 
 class AdapterError(ProvisionerError):

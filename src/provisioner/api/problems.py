@@ -21,6 +21,8 @@ from provisioner.errors import (
     NotFoundError,
     OperationActiveError,
     PayloadTooLargeError,
+    PolicyDeniedError,
+    PolicyError,
     ProvisionerError,
 )
 
@@ -37,12 +39,14 @@ _TABLE: list[tuple[type[ProvisionerError], int, str, str]] = [
     (PayloadTooLargeError, 413, "payload-too-large", "Request body too large"),
     (BadRequestError, 400, "malformed-request", "Malformed request"),
     (InvalidDescriptorError, 422, "invalid-descriptor", "Invalid descriptor"),
+    (PolicyDeniedError, 422, "policy-denied", "Refused by policy"),
     (InvalidRequestError, 422, "invalid-request", "Invalid request"),
     (NotFoundError, 404, "not-found", "Not found"),
     (OperationActiveError, 409, "operation-active", "Another operation is active"),
     (ConflictError, 409, "conflict", "Conflict"),
     (DatabaseUnavailableError, 503, "database-unavailable", "Database unavailable"),
     (AdapterError, 502, "adapter-error", "Tech Adapter error"),
+    (PolicyError, 500, "policy-error", "A policy failed"),
     (ConfigurationError, 500, "configuration-error", "Configuration error"),
 ]
 
