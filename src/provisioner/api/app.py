@@ -22,6 +22,7 @@ from provisioner.api.schemas import Health
 from provisioner.engine.failpoints import Failpoints
 from provisioner.engine.worker import Worker, WorkerConfig, utc_now
 from provisioner.errors import DatabaseUnavailableError
+from provisioner.policies import PolicyEngine
 from provisioner.service import AdapterCalls, Commands, Reads, Services
 from provisioner.settings import Settings
 from provisioner.store.database import Database
@@ -41,6 +42,7 @@ class Runtime:
     adapters: TechAdapterClient
     worker: Worker
     services: Services
+    policies: PolicyEngine | None = None
 
 
 def load_registry(settings: Settings) -> AdapterRegistry:
@@ -64,8 +66,10 @@ def client_policy(settings: Settings) -> ClientPolicy:
 async def start_runtime(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> Runtime:
-    """Migrate the database, load the registry, start the worker."""
+    """Load the registry and the policies, migrate the database, start the worker."""
     registry = load_registry(settings)
+    # A policy that cannot be used stops the service here, naming its file and line.
+    policies = await PolicyEngine.load(settings.policies) if settings.policies else None
     database = Database(
         settings.database_url,
         pool_size=settings.database_pool_size,
@@ -89,10 +93,15 @@ async def start_runtime(
             reads=reads,
             worker=worker,
             clock=utc_now,
+            policies=policies,
         ),
         reads=reads,
         adapter_calls=AdapterCalls(
-            directory=registry, adapters=adapters, reads=reads, submissions=submissions
+            directory=registry,
+            adapters=adapters,
+            reads=reads,
+            submissions=submissions,
+            policies=policies,
         ),
     )
     log.info(
@@ -101,13 +110,17 @@ async def start_runtime(
         owner=worker.owner,
         database=database.url.render_as_string(hide_password=True),
         adapters=len(registry.template_ids),
+        policies=policies.packages if policies else None,
+        validate_before_deploy=settings.validate_before_deploy,
     )
-    return Runtime(database, adapters, worker, services)
+    return Runtime(database, adapters, worker, services, policies)
 
 
 async def stop_runtime(runtime: Runtime, *, grace_seconds: float) -> None:
     await runtime.worker.stop(grace_seconds=grace_seconds)
     await runtime.adapters.aclose()
+    if runtime.policies is not None:
+        runtime.policies.close()
     await runtime.database.dispose()
     log.info("service_stopped")
 

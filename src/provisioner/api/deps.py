@@ -9,7 +9,6 @@ from fastapi import Depends, Request
 from provisioner.api.schemas import ProblemOut
 from provisioner.service import AdapterCalls, Commands, Reads, Services
 
-
 # Dependencies are coroutines: FastAPI runs a plain function in its thread pool, a hop per
 # request that cost ~5% of a replica's CPU under load.
 

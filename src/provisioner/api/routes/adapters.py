@@ -49,19 +49,31 @@ async def update_acl(
     response_model=ValidationOut,
     responses=problems(400, 413, 415, 422),
     openapi_extra=DESCRIPTOR_BODY,
-    summary="Validate a descriptor with every component's Tech Adapter (nothing is deployed)",
+    summary="Validate a descriptor as a deploy would: the service's checks, the policies and "
+    "every component's Tech Adapter (nothing is deployed)",
 )
 async def validate(
     request: Request,
     adapter_calls: AdapterCallsDep,
     environment: IdQuery = None,
 ) -> ValidationOut:
+    """A descriptor that breaks the service's own rules is 422; otherwise 200 with every
+    adapter's verdict and every policy message (``valid`` is false if any would refuse it)."""
     given = await read_deploy_input(request, environment=environment)
-    results = await adapter_calls.validate(
-        given.document, environment=given.environment, document_size=given.size
+    report = await adapter_calls.report(
+        given.document,
+        environment=given.environment,
+        document_size=given.size,
+        warnings=given.warnings,
     )
     return ValidationOut.model_validate(
-        {"valid": all(item.valid for item in results), "components": results}
+        {
+            "valid": report.valid,
+            "environment": report.environment,
+            "components": report.components,
+            "denials": report.denials,
+            "warnings": report.warnings,
+        }
     )
 
 

@@ -5,12 +5,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 
 from provisioner.api.body import StrictJsonRoute, read_deploy_input
 from provisioner.api.deps import CommandsDep, ReadsDep, problems
-from provisioner.api.params import CheckedId, IdQuery
-from provisioner.api.schemas import EventList, OperationOut, OperationPage, UndeployRequest
+from provisioner.api.params import CheckedId, IdQuery, JsonBool
+from provisioner.api.schemas import (
+    DryRunOut,
+    EventList,
+    OperationOut,
+    OperationPage,
+    UndeployRequest,
+)
 from provisioner.domain.status import OperationStatus
+from provisioner.service.dryrun import DryRun
 from provisioner.store.views import OperationView
 
 router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
@@ -47,16 +55,33 @@ DESCRIPTOR_BODY: dict[str, Any] = {
 }
 
 
+# ``?dryRun=true`` (the Kubernetes convention): every check of the real request, then the plan
+# it would store, answered 200; nothing is stored and no adapter is called.
+DryRunQuery = Annotated[
+    bool,
+    Query(alias="dryRun", description="only say what would be done (200 with the plan)"),
+    JsonBool,
+]
+DRY_RUN_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {"model": DryRunOut, "description": "dryRun=true: the plan; nothing was stored"}
+}
+
+
 def _accepted(response: Response, view: OperationView) -> OperationOut:
     response.headers["Location"] = f"/v1/operations/{view.id}"
     return OperationOut.model_validate(view)
+
+
+def _planned(dry_run: DryRun) -> JSONResponse:
+    body = DryRunOut.model_validate({"plan": dry_run, "warnings": dry_run.warnings})
+    return JSONResponse(body.model_dump(mode="json", by_alias=True))
 
 
 @router.post(
     "/deployments",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=OperationOut,
-    responses=problems(400, 409, 413, 415, 422, 503),
+    responses={**DRY_RUN_ANSWER, **problems(400, 409, 413, 415, 422, 503)},
     openapi_extra=DESCRIPTOR_BODY,
     summary="Deploy a deployment unit (or some of its components)",
 )
@@ -65,35 +90,47 @@ async def deploy(
     response: Response,
     commands: CommandsDep,
     environment: IdQuery = None,
-) -> OperationOut:
+    dry_run: DryRunQuery = False,
+) -> OperationOut | JSONResponse:
+    """The request's environment (query, body or the descriptor's own) is the target: a
+    descriptor for another environment is promoted to it."""
     given = await read_deploy_input(request, environment=environment)
-    view = await commands.deploy(
+    submit = commands.dry_run_deploy if dry_run else commands.deploy
+    result = await submit(
         given.document,
         environment=given.environment,
         components=given.components,
         document_size=given.size,
         warnings=given.warnings,
     )
-    return _accepted(response, view)
+    if isinstance(result, DryRun):
+        return _planned(result)
+    return _accepted(response, result)
 
 
 @router.post(
     "/undeployments",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=OperationOut,
-    responses=problems(400, 404, 409, 413, 422, 503),
+    responses={**DRY_RUN_ANSWER, **problems(400, 404, 409, 413, 422, 503)},
     summary="Undeploy a deployment unit (or some of its components)",
 )
 async def undeploy(
-    body: UndeployRequest, response: Response, commands: CommandsDep
-) -> OperationOut:
-    view = await commands.undeploy(
+    body: UndeployRequest,
+    response: Response,
+    commands: CommandsDep,
+    dry_run: DryRunQuery = False,
+) -> OperationOut | JSONResponse:
+    submit = commands.dry_run_undeploy if dry_run else commands.undeploy
+    result = await submit(
         body.deployment_unit_id,
         environment=body.environment,
         remove_data=body.remove_data,
         components=body.components,
     )
-    return _accepted(response, view)
+    if isinstance(result, DryRun):
+        return _planned(result)
+    return _accepted(response, result)
 
 
 @router.get("/operations/{operation_id}", response_model=OperationOut, responses=problems(404))
