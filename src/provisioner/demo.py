@@ -1,8 +1,8 @@
 """``provisioner demo``: the service on SQLite with the mock adapter, deploying the example.
 
-Everything runs in this one process: the mock Tech Adapter, the service, and a client that
-deploys ``examples/data-product.yaml`` and prints its progress. The servers keep running until
-Ctrl-C so the API can be explored.
+Everything runs in this one process: the mock Tech Adapter, the service (with the example
+policies of ``examples/policies``), and a client that deploys ``examples/data-product.yaml``
+and prints its progress. The servers keep running until Ctrl-C so the API can be explored.
 """
 
 from __future__ import annotations
@@ -33,7 +33,12 @@ async def _demo(port: int, adapter_port: int, database_url: str, stay: bool) -> 
     examples = bundled("examples", "data-product.yaml")
     # The example registry reads the mock adapter's address from this variable.
     os.environ["MOCK_ADAPTER_URL"] = f"http://127.0.0.1:{adapter_port}"
-    settings = Settings(database_url=database_url, config=examples / "config.yaml", port=port)
+    settings = Settings(
+        database_url=database_url,
+        config=examples / "config.yaml",
+        policies=examples / "policies",
+        port=port,
+    )
     servers = [
         uvicorn.Server(_config(create_mock_app(), adapter_port)),
         uvicorn.Server(_config(create_app(settings), port)),
