@@ -24,7 +24,7 @@ from provisioner.service.governance import PolicyRequest
 from provisioner.service.reads import Reads
 from tests.support import component, unit
 from tests.unit.fakes import T0, FakeDirectory, FakeReads, FakeSubmissions, FakeWorker
-from tests.unit.test_service import UNIT, deployed
+from tests.unit.test_service import UNIT, deployed, failed_deploy
 
 DOCUMENT = unit(UNIT, [component("a"), component("b", depends_on=["a"])])
 
@@ -117,6 +117,26 @@ async def test_an_undeploy_of_nothing_is_not_found_before_any_policy() -> None:
         await harness.commands.undeploy(
             UNIT, environment="development", remove_data=False, components=None
         )
+
+
+async def test_a_retry_is_judged_by_the_policies_as_of_now() -> None:
+    """A retry is a deploy like any other: a policy added since the original can refuse it,
+    and it sees the components the retry runs."""
+    policies = FakePolicies(PolicyVerdict(denials=(Problem("provisioner.freeze", "frozen"),)))
+    harness = Harness(policies)
+    harness.reads.views["01a"] = failed_deploy()
+    harness.reads.documents["01a"] = DOCUMENT
+    harness.submissions.release(UNIT, last_started_operation_id="01a")
+    with pytest.raises(PolicyDeniedError):
+        await harness.commands.retry("01a", principal="carol")
+    (given,) = policies.inputs
+    assert (given["action"], given["components"], given["principal"]) == (
+        "DEPLOY",
+        ["b", "c"],
+        "carol",
+    )
+    assert given["descriptor"] == DOCUMENT
+    assert harness.submissions.submitted == []
 
 
 def test_the_policy_input_splices_the_descriptor_text_in_as_it_is() -> None:

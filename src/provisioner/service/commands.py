@@ -351,6 +351,27 @@ class Commands:
         )
         plan = plan_retry(remaining)
         kept = sorted({step.component_id for step in plan.steps} - {original.deployment_unit_id})
+        descriptor_json = json.dumps(document) if document is not None else None
+        # A retry is a deploy or undeploy like any other: the policies (maybe new since) judge it.
+        policy_warnings: tuple[Problem, ...] = ()
+        if self._governance.enabled:
+            if descriptor_json is None:
+                state = await self._submissions.release_state(
+                    original.deployment_unit_id, original.environment
+                )
+                policy_descriptor = await self._descriptor_json(state)
+            else:
+                policy_descriptor = descriptor_json
+            policy_warnings = await self._governance.check(
+                PolicyRequest(
+                    original.type,
+                    original.environment,
+                    policy_descriptor,
+                    components=kept,
+                    remove_data=original.remove_data,
+                    principal=principal,
+                )
+            )
 
         def build(release: ReleaseState | None) -> NewOperation:
             assert release is not None
@@ -377,9 +398,10 @@ class Commands:
                     principal=principal,
                 ),
                 plan=plan,
-                descriptor_json=json.dumps(document) if document is not None else None,
+                descriptor_json=descriptor_json,
                 requested_components=tuple(kept),
                 retry_of=operation_id,
+                warnings=policy_warnings,
             )
 
         return await self._submit(
