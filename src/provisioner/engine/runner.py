@@ -358,7 +358,7 @@ class OperationRunner:
             if task.id in bad:
                 errors = list((task.state.validation or {}).get("errors") or [])
                 shown = "; ".join(errors[:5]) or "no reason given"
-                error = {"message": f"the Tech Adapter found it invalid: {shown}", "errors": errors}
+                error = {"message": f"validation refused it: {shown}", "errors": errors}
                 outcome = refused_task_status(valid=False)
                 self._end(task, outcome, write, now, stamp=False, error=error)
             else:
