@@ -144,6 +144,10 @@ def service(
             "PROVISIONER_PORT": str(port),
             # Loopback only; the benchmarks measure the engine, not authentication.
             "PROVISIONER_AUTH": "off",
+            # The baseline (bench/baseline.py) sends byte-identical provision requests and no
+            # validation: the service validating each component first would be measured
+            # against work the baseline does not do.
+            "PROVISIONER_VALIDATE_BEFORE_DEPLOY": "false",
         },
         log=workdir / f"service-{label}.log",
     )

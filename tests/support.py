@@ -16,8 +16,9 @@ import uvicorn
 MOCK = "urn:test:itm:mock:0"  # registered: the mock adapter
 SYSTEM = "urn:test:itm:system:0"  # registered: the mock adapter, for the unit itself
 LIMITED = "urn:test:itm:limited:0"  # registered with maxConcurrency 2
-DEAD = "urn:test:itm:dead:0"  # registered at a port where nothing listens
-SLOW = "urn:test:itm:slow:0"  # the mock adapter, with timeoutSeconds 1
+DEAD = "urn:test:itm:dead:0"  # registered at a port where nothing listens, not validated
+DEAD_VALIDATED = "urn:test:itm:dead-validated:0"  # the same, validated before deploys
+SLOW = "urn:test:itm:slow:0"  # the mock adapter, with timeoutSeconds 1, not validated
 UNKNOWN = "urn:test:itm:unknown:0"  # not registered
 
 
@@ -75,9 +76,16 @@ techAdapters:
     maxConcurrency: 2
   - infrastructureTemplateId: {DEAD}
     url: http://127.0.0.1:9
+    # Its tests are about provisioning against an adapter that cannot be reached; validation
+    # (which would refuse the deploy first) is tested with DEAD_VALIDATED.
+    validateBeforeDeploy: false
+  - infrastructureTemplateId: {DEAD_VALIDATED}
+    url: http://127.0.0.1:9
   - infrastructureTemplateId: {SLOW}
     url: {mock_url}
     timeoutSeconds: 1
+    # Its 1 s is for the provisioning under test, not to be spent on a validation too.
+    validateBeforeDeploy: false
 """
 
 

@@ -2,10 +2,10 @@
 
 Server commands (``serve``, ``migrate``, ``mock-adapter``, ``demo``) run parts of provisioner in
 this process; ``token`` manages API tokens in the database, as ``migrate`` does. Client commands
-(``deploy``, ``undeploy``, ``status``) speak HTTP to a running service at ``--url``
-(``PROVISIONER_URL``) with ``--token`` (``PROVISIONER_TOKEN``), as any other client would.
-Exit codes: 0 success, 1 the operation failed or was cancelled, 2 the request was refused or the
-server could not be reached.
+(``deploy``, ``undeploy``, ``status``, ``validate``, ``plan``) speak HTTP to a running service
+at ``--url`` (``PROVISIONER_URL``) with ``--token`` (``PROVISIONER_TOKEN``), as any other client
+would. Exit codes: 0 success, 1 the operation failed or was cancelled (``validate``: the
+descriptor is invalid), 2 the request was refused or the server could not be reached.
 """
 
 from __future__ import annotations
@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from provisioner import __version__
-from provisioner.progress import EXIT_OK, EXIT_REFUSED, follow, print_release, report_refusal
+from provisioner.progress import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    follow,
+    print_plan,
+    print_release,
+    print_validation,
+    report_refusal,
+)
 
 if TYPE_CHECKING:
     from provisioner.auth.tokens import TokenInfo
@@ -104,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--env", required=True, help="environment")
     _server_options(status)
     status.set_defaults(run=_status)
+    _governance_commands(commands)
     return parser
 
 
@@ -141,6 +150,29 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("PROVISIONER_TOKEN"),
         help="bearer token (default PROVISIONER_TOKEN; prefer it: arguments are visible to ps)",
     )
+
+
+def _governance_commands(commands: Any) -> None:
+    """``validate`` and ``plan``: what a deploy would meet, and what it would do."""
+    validate = commands.add_parser(
+        "validate",
+        help="check a descriptor as a deploy would (the service's rules, policies, adapters)",
+    )
+    validate.add_argument("file", type=Path, help="the deployment unit descriptor")
+    validate.add_argument("--env", help="target environment (default: the descriptor's)")
+    _server_options(validate)
+    validate.set_defaults(run=_validate)
+
+    plan = commands.add_parser("plan", help="show what a deploy (or undeploy) would do")
+    plan.add_argument("file", type=Path, help="the deployment unit descriptor")
+    plan.add_argument("--env", help="target environment (default: the descriptor's)")
+    plan.add_argument("--undeploy", action="store_true", help="plan the unit's undeploy")
+    plan.add_argument("--remove-data", action="store_true", help="undeploy: delete the data")
+    plan.add_argument(
+        "--component", action="append", dest="components", help="plan only this component"
+    )
+    _server_options(plan)
+    plan.set_defaults(run=_plan)
 
 
 def _client_options(parser: argparse.ArgumentParser) -> None:
@@ -381,27 +413,102 @@ def _deploy(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"cannot read {args.file}: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    params = {"environment": args.env} if args.env else {}
     with _client(args, timeout=60) as client:
         try:
-            if args.components:
-                body = {"descriptor": content.decode("utf-8"), "components": args.components}
-                if args.env:
-                    body["environment"] = args.env
-                response = client.post("/v1/deployments", json=body)
-            else:
-                response = client.post(
-                    "/v1/deployments",
-                    content=content,
-                    params=params,
-                    headers={"content-type": "application/yaml"},
-                )
+            response = _post_descriptor(client, "/v1/deployments", content, args)
         except (httpx.HTTPError, UnicodeDecodeError) as exc:
             print(f"cannot deploy: {exc}", file=sys.stderr)
             return EXIT_REFUSED
         if response.status_code != 202:
             return report_refusal(response)
         return follow(client, response.json(), wait=args.wait)
+
+
+def _post_descriptor(
+    client: httpx.Client,
+    path: str,
+    content: bytes,
+    args: argparse.Namespace,
+    params: dict[str, str] | None = None,
+) -> httpx.Response:
+    """POST a descriptor file: as YAML, or in the JSON envelope when components are chosen."""
+    components = getattr(args, "components", None)
+    if components:
+        body: dict[str, Any] = {"descriptor": content.decode("utf-8"), "components": components}
+        if args.env:
+            body["environment"] = args.env
+        return client.post(path, json=body, params=params)
+    query = {**(params or {}), **({"environment": args.env} if args.env else {})}
+    return client.post(
+        path, content=content, params=query, headers={"content-type": "application/yaml"}
+    )
+
+
+def _validate(args: argparse.Namespace) -> int:
+    try:
+        content = args.file.read_bytes()
+    except OSError as exc:
+        print(f"cannot read {args.file}: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    with _client(args, timeout=600) as client:
+        try:
+            response = _post_descriptor(client, "/v1/validations", content, args)
+        except httpx.HTTPError as exc:
+            print(f"cannot validate: {exc}", file=sys.stderr)
+            return EXIT_REFUSED
+    if response.status_code != 200:
+        return report_refusal(response)
+    return print_validation(response.json())
+
+
+def _plan(args: argparse.Namespace) -> int:
+    try:
+        content = args.file.read_bytes()
+    except OSError as exc:
+        print(f"cannot read {args.file}: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    dry = {"dryRun": "true"}
+    with _client(args, timeout=60) as client:
+        try:
+            if args.undeploy:
+                body = _undeploy_body(content, args)
+                if body is None:
+                    return EXIT_REFUSED
+                response = client.post("/v1/undeployments", json=body, params=dry)
+            else:
+                response = _post_descriptor(client, "/v1/deployments", content, args, dry)
+        except (httpx.HTTPError, UnicodeDecodeError) as exc:
+            print(f"cannot plan: {exc}", file=sys.stderr)
+            return EXIT_REFUSED
+    if response.status_code != 200:
+        return report_refusal(response)
+    print_plan(response.json())
+    return EXIT_OK
+
+
+def _undeploy_body(content: bytes, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The undeploy of the unit a descriptor file describes (its id, and its environment
+    unless ``--env`` says another)."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(content)
+    except yaml.YAMLError as exc:
+        print(f"cannot read {args.file}: {exc}", file=sys.stderr)
+        return None
+    unit = document.get("id") if isinstance(document, dict) else None
+    environment = args.env or (document.get("environment") if isinstance(document, dict) else None)
+    if not isinstance(unit, str) or not isinstance(environment, str):
+        print(f"{args.file} names no unit id, or no environment: give --env", file=sys.stderr)
+        return None
+    body: dict[str, Any] = {
+        "deploymentUnitId": unit,
+        "environment": environment,
+        "removeData": args.remove_data,
+    }
+    if args.components:
+        body["components"] = args.components
+    return body
 
 
 def _undeploy(args: argparse.Namespace) -> int:

@@ -1,8 +1,8 @@
 """``provisioner demo``: the service on SQLite with the mock adapter, deploying the example.
 
-Everything runs in this one process: the mock Tech Adapter, the service, and a client that
-deploys ``examples/data-product.yaml`` and prints its progress. The servers keep running until
-Ctrl-C so the API can be explored.
+Everything runs in this one process: the mock Tech Adapter, the service (with the example
+policies of ``examples/policies``), and a client that deploys ``examples/data-product.yaml``
+and prints its progress. The servers keep running until Ctrl-C so the API can be explored.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ async def _demo(port: int, adapter_port: int, database_url: str, stay: bool) -> 
     settings = Settings(
         database_url=database_url,
         config=examples / "config.yaml",
+        policies=examples / "policies",
         host="127.0.0.1",
         port=port,
         auth="off",

@@ -5,7 +5,8 @@
     │   ├── PayloadTooLargeError     a body over the configured size limit
     │   └── UnstorableValueError     a value the database cannot store (NUL, out of range)
     ├── InvalidRequestError          a readable request that breaks rules; carries every Problem
-    │   └── InvalidDescriptorError   the descriptor itself is invalid (cycle, unknown id, ...)
+    │   ├── InvalidDescriptorError   the descriptor itself is invalid (cycle, unknown id, ...)
+    │   └── PolicyDeniedError        a policy's deny rule refuses the request
     ├── NotFoundError                an operation, release or component that does not exist
     ├── ConflictError                the request clashes with current state
     │   ├── OperationActiveError     another operation is active on the same unit and environment
@@ -16,6 +17,7 @@
     ├── AuthenticationError          no credentials, or credentials that prove nothing
     ├── PermissionDeniedError        a known principal without the scope a request needs
     ├── IdentityProviderUnavailableError  the OIDC keys cannot be fetched right now
+    │   └── PolicyError              a policy cannot be compiled or evaluated
     ├── AdapterError                 a Tech Adapter call did not give a usable result
     │   ├── AdapterTransientError    may pass if repeated (connect error, 502/503/504, reset)
     │   └── AdapterTimeoutError      the adapter took longer than its timeoutSeconds
@@ -75,6 +77,10 @@ class InvalidDescriptorError(InvalidRequestError):
     """The deployment unit descriptor is invalid."""
 
 
+class PolicyDeniedError(InvalidRequestError):
+    """A policy refuses the request; each problem's path is the policy (package) that did."""
+
+
 class NotFoundError(ProvisionerError):
     """The thing asked for does not exist."""
 
@@ -129,6 +135,10 @@ class PermissionDeniedError(ProvisionerError):
 
 class IdentityProviderUnavailableError(ProvisionerError):
     """The OIDC issuer's signing keys (JWKS) cannot be fetched, and none are known yet."""
+
+
+class PolicyError(ConfigurationError):
+    """A policy could not be compiled or evaluated (an operator's problem, not the request's)."""
 
 
 class AdapterError(ProvisionerError):

@@ -1,4 +1,5 @@
-"""Terminal output of the client commands: live progress of an operation, release status."""
+"""Terminal output of the client commands: live progress of an operation, release status,
+validation reports and dry-run plans."""
 
 from __future__ import annotations
 
@@ -95,11 +96,23 @@ def _print_event(event: dict[str, Any], out: Any) -> None:
         return
     if "token" in detail:
         return  # polling started; nothing the user needs to see
+    if isinstance(detail.get("validation"), dict):
+        verdict = detail["validation"]
+        valid = bool(verdict.get("valid"))
+        reasons = "; ".join(str(error) for error in verdict.get("errors") or [])
+        mark, word = ("ok", "valid") if valid else ("!!", "invalid")
+        print(
+            f"{clock}  {mark} {word:<9} {event['componentId']}{'  ' + reasons if reasons else ''}",
+            file=out,
+        )
+        return
     note = ""
     if detail.get("error"):
         note = f"  {detail['error']}"
     elif detail.get("blockedBy"):
         note = f"  (blocked by {detail['blockedBy']})"
+    elif detail.get("refusedBy"):
+        note = f"  (not run: {detail['refusedBy']} failed)"
     elif detail.get("resent"):
         note = "  (sent again after a restart)"
     print(f"{clock}  {_MARKS.get(new, '  ')} {new:<9} {event['componentId']}{note}", file=out)
@@ -132,3 +145,63 @@ def print_release(release: dict[str, Any], out: Any = None) -> None:
             f" {last.get('type', '')} {last.get('status', '')}",
             file=out,
         )
+
+
+_CHANGE_MARKS = {"CREATE": "+", "UPDATE": "~", "UNCHANGED": "=", "DELETE": "-"}
+
+
+def print_plan(answer: dict[str, Any], out: Any = None) -> None:
+    """A dry run's plan, in the order it would run, each step marked with its change."""
+    out = out or sys.stdout
+    plan = answer["plan"]
+    version = f" {plan['version']}" if plan.get("version") else ""
+    print(
+        f"{plan['type']} {plan['deploymentUnitId']}{version} in {plan['environment']} "
+        "(dry run: nothing was changed)\n",
+        file=out,
+    )
+    counts = dict.fromkeys(_CHANGE_MARKS, 0)
+    for step in plan["steps"]:
+        change = step["change"]
+        counts[change] = counts.get(change, 0) + 1
+        current = step.get("currentVersion") or "-"
+        target = step.get("targetVersion") or "-"
+        versions = current if change == "UNCHANGED" else f"{current} -> {target}"
+        print(
+            f"  {_CHANGE_MARKS.get(change, '?')} {change:<9} {step['componentId']}  "
+            f"({step['currentStatus']}, {versions})",
+            file=out,
+        )
+        if step.get("dependsOn"):
+            print(f"      after {', '.join(step['dependsOn'])}", file=out)
+    for warning in answer.get("warnings") or []:
+        print(f"warning: {warning.get('path')}: {warning.get('message')}", file=sys.stderr)
+    print(
+        f"\nPlan: {counts['CREATE']} to create, {counts['UPDATE']} to update, "
+        f"{counts['UNCHANGED']} unchanged, {counts['DELETE']} to delete.",
+        file=out,
+    )
+
+
+def print_validation(report: dict[str, Any], out: Any = None) -> int:
+    """Every problem of a validation report; 0 when it is valid, 1 otherwise."""
+    out = out or sys.stdout
+    components = report.get("components") or []
+    for item in components:
+        if not item.get("valid"):
+            errors = item.get("errors") or ["(no reason given)"]
+            for error in errors:
+                print(f"invalid: {item['componentId']}: {error}", file=out)
+    for denial in report.get("denials") or []:
+        print(f"denied: {denial.get('path')}: {denial.get('message')}", file=out)
+    for warning in report.get("warnings") or []:
+        print(f"warning: {warning.get('path')}: {warning.get('message')}", file=out)
+    invalid = sum(not item.get("valid") for item in components)
+    denials = len(report.get("denials") or [])
+    verdict = "valid" if report.get("valid") else "INVALID"
+    print(
+        f"{verdict} for {report.get('environment') or '-'}: {len(components)} checked by their "
+        f"Tech Adapter ({invalid} invalid), {denials} policy denial(s)",
+        file=out,
+    )
+    return EXIT_OK if report.get("valid") else EXIT_FAILED

@@ -80,6 +80,14 @@ class Settings(BaseSettings):
     publication_retry_initial_seconds: float = Field(default=1.0, gt=0)
     publication_retry_max_seconds: float = Field(default=60.0, gt=0)
 
+    # --- governance: validation and policies before operations -----------------------------
+    validate_before_deploy: bool = Field(
+        default=True, description="each component's adapter validates it before a deploy"
+    )
+    policies: Path | None = Field(
+        default=None, description="a directory of Rego policies (.rego) checked on every request"
+    )
+
     failpoints: str | None = Field(
         default=None,
         description="testing aid: crash points such as 'after-call=<component id>'",

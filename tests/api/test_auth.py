@@ -360,3 +360,34 @@ async def test_metrics_take_a_token_or_are_open_by_setting(
     else:
         assert_unauthorized(anonymous, challenge="Bearer")
         assert_unauthorized(wrong, challenge='Bearer error="invalid_token"')
+
+
+async def test_a_dry_run_needs_validate_and_a_deploy_needs_deploy(
+    secured: Secured, http: httpx.AsyncClient, unit_id: str
+) -> None:
+    """``validate`` may ask what a deploy or an undeploy would do, not do it; ``deploy:ENV``
+    without ``validate`` may deploy there but not dry-run."""
+    validator = bearer(await token(secured, "validate"))
+    deployer = bearer(await token(secured, "deploy:development"))
+    body = {"descriptor": unit(unit_id, [component(f"{unit_id}:a")])}
+    planned = await http.post(
+        "/v1/deployments", params={"dryRun": "true"}, json=body, headers=validator
+    )
+    assert planned.status_code == 200, planned.text
+    assert [step["change"] for step in planned.json()["plan"]["steps"]] == ["CREATE", "CREATE"]
+    assert_forbidden(
+        await http.post("/v1/deployments", json=body, headers=validator), "deploy:development"
+    )
+    assert_forbidden(
+        await http.post("/v1/deployments", params={"dryRun": "true"}, json=body, headers=deployer),
+        "validate",
+    )
+    undeploy = {"deploymentUnitId": unit_id, "environment": "development"}
+    assert_forbidden(
+        await http.post(
+            "/v1/undeployments", params={"dryRun": "true"}, json=undeploy, headers=deployer
+        ),
+        "validate",
+    )
+    deployed = await http.post("/v1/deployments", json=body, headers=deployer)
+    assert deployed.status_code == 202, deployed.text

@@ -46,7 +46,8 @@ async def test_every_problem_of_a_descriptor_is_listed_with_its_path(
     api: httpx.AsyncClient,
 ) -> None:
     """One 422 lists all problems: cycle, unknown dependency, duplicate id, missing fields,
-    unregistered adapter, environment mismatch."""
+    an adapter not registered for the target environment (the request's, which wins over the
+    descriptor's: promotion)."""
     document = unit(
         "urn:dmb:dp:test:bad:0",
         [
@@ -74,11 +75,10 @@ async def test_every_problem_of_a_descriptor_is_listed_with_its_path(
     assert "duplicate component id 'x'" in found["descriptor.components[4].id"]
     assert found["descriptor.components[5].kind"] == "is required"
     assert found["descriptor.components[5].infrastructureTemplateId"] == "is required"
-    assert (
-        "no Tech Adapter is registered"
-        in found["descriptor.components[6].infrastructureTemplateId"]
-    )
-    assert "'production'" in found["environment"]
+    unregistered = found["descriptor.components[6].infrastructureTemplateId"]
+    assert "no Tech Adapter is registered" in unregistered
+    assert "'production'" in unregistered
+    assert "environment" not in found
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,9 @@ async def test_an_adapter_that_refuses_connections_then_comes_up_is_retried(
     registry = write_registry(
         tmp_path,
         mock_adapter,
-        extra=f"  - infrastructureTemplateId: {late_template}\n    url: http://127.0.0.1:{port}\n",
+        # Not validated: the POST being retried is the provision, not a validation.
+        extra=f"  - infrastructureTemplateId: {late_template}\n    url: http://127.0.0.1:{port}\n"
+        "    validateBeforeDeploy: false\n",
     )
     # A retry budget (2 s apart after the first few) long enough for the adapter to start
     # listening on a loaded machine.

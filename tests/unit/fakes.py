@@ -27,6 +27,7 @@ from provisioner.engine.ports import (
     ProvisioningResult,
     StateWrite,
     TaskState,
+    ValidationOutcome,
 )
 from provisioner.errors import AdapterError, ReleaseChangedError
 from provisioner.store.submissions import NewOperation, ReleaseState
@@ -69,6 +70,9 @@ class Script:
     token: str | None = None  # answer 202 with this token
     gate: asyncio.Event | None = None  # block the call until set
     info: dict[str, Any] = field(default_factory=lambda: {"url": "x"})
+    invalid: list[str] | None = None  # validation answers invalid, for these reasons
+    validation_error: AdapterError | None = None  # validation cannot be answered
+    validation_gate: asyncio.Event | None = None  # block validation until set
 
 
 class FakeAdapters:
@@ -80,6 +84,8 @@ class FakeAdapters:
         self.waited: list[tuple[str, str]] = []
         self.requests: dict[str, AdapterRequest] = {}
         self.finished: list[str] = []
+        self.validated: list[str] = []
+        self.validation_requests: dict[str, AdapterRequest] = {}
         self.in_flight = 0
         self.max_in_flight = 0
         self.in_flight_by_template: dict[str, int] = {}
@@ -100,6 +106,45 @@ class FakeAdapters:
             return Accepted(script.token)
         return await self._run(endpoint, component_id, script)
 
+    async def validate(
+        self, endpoint: AdapterEndpoint, request: AdapterRequest
+    ) -> ValidationOutcome:
+        component_id = _component_of(request)
+        self.validation_requests[component_id] = request
+        script = self._script(component_id)
+        self._enter(endpoint.infrastructure_template_id)
+        async with self.changed:
+            self.changed.notify_all()
+        try:
+            if script.validation_gate is not None:
+                await script.validation_gate.wait()
+            else:
+                await asyncio.sleep(0)
+            self.validated.append(component_id)
+            async with self.changed:
+                self.changed.notify_all()
+            if script.validation_error is not None:
+                raise script.validation_error
+            return ValidationOutcome(script.invalid is None, list(script.invalid or []))
+        finally:
+            self._leave(endpoint.infrastructure_template_id)
+
+    def _enter(self, template: str) -> None:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.in_flight_by_template[template] = self.in_flight_by_template.get(template, 0) + 1
+        self.max_by_template[template] = max(
+            self.max_by_template.get(template, 0), self.in_flight_by_template[template]
+        )
+
+    def _leave(self, template: str) -> None:
+        self.in_flight -= 1
+        self.in_flight_by_template[template] -= 1
+
+    async def until_validating(self, component_id: str) -> None:
+        async with self.changed:
+            await self.changed.wait_for(lambda: component_id in self.validation_requests)
+
     async def wait(self, endpoint: AdapterEndpoint, token: str) -> ProvisioningResult:
         component_id = next(cid for cid, s in self.scripts.items() if s.token == token)
         self.waited.append((component_id, token))
@@ -109,12 +154,7 @@ class FakeAdapters:
         self, endpoint: AdapterEndpoint, component_id: str, script: Script
     ) -> ProvisioningResult:
         template = endpoint.infrastructure_template_id
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        self.in_flight_by_template[template] = self.in_flight_by_template.get(template, 0) + 1
-        self.max_by_template[template] = max(
-            self.max_by_template.get(template, 0), self.in_flight_by_template[template]
-        )
+        self._enter(template)
         async with self.changed:
             self.changed.notify_all()
         try:
@@ -135,8 +175,7 @@ class FakeAdapters:
                 True, public_info=script.info, private_info={"s": component_id}
             )
         finally:
-            self.in_flight -= 1
-            self.in_flight_by_template[template] -= 1
+            self._leave(template)
 
     async def until_finished(self, component_id: str) -> None:
         async with self.changed:

@@ -138,8 +138,8 @@ def test_default_replica_ids_are_unique_per_process_and_not_explicit(
 
 # The README's rule table ("Security"): a new route is added here with its scope.
 RULES = {
-    "POST /v1/deployments": ["deploy:ENV"],
-    "POST /v1/undeployments": ["deploy:ENV"],
+    "POST /v1/deployments": ["deploy:ENV, or validate for a dry run"],
+    "POST /v1/undeployments": ["deploy:ENV, or validate for a dry run"],
     "GET /v1/operations/{operation_id}": ["read"],
     "GET /v1/operations": ["read"],
     "GET /v1/operations/{operation_id}/events": ["read"],

@@ -41,6 +41,7 @@ class Harness:
         directory: FakeDirectory | None = None,
         slots: int = 64,
         timeout: float | None = None,
+        validate_before_deploy: bool = True,
     ) -> None:
         self.store = FakeStore()
         self.adapters = FakeAdapters(scripts)
@@ -54,6 +55,7 @@ class Harness:
             slots=Slots(slots),
             clock=now,
             operation_timeout_seconds=timeout,
+            validate_before_deploy=validate_before_deploy,
         )
 
     async def run(self) -> OperationStatus | None:

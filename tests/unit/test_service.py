@@ -122,13 +122,14 @@ async def test_an_active_operation_refuses_a_request_before_it_is_planned() -> N
 
 
 async def test_a_descriptor_is_checked_in_full_before_anything_is_submitted() -> None:
-    """Every problem at once: a wrong environment and an adapter that is not registered."""
+    """Every problem at once: a missing version and an adapter that is not registered."""
     harness = Harness(missing={"gone"})
-    document = unit(UNIT, [component("a", template="gone")], environment="qa")
+    document = unit(UNIT, [component("a", template="gone", version=None)], environment="qa")
+    del document["version"]
     with pytest.raises(InvalidDescriptorError) as refused:
         await harness.commands.deploy(document, environment="development", components=None)
     paths = [problem.path for problem in refused.value.problems]
-    assert paths == ["environment", "descriptor.components[0].infrastructureTemplateId"]
+    assert paths == ["descriptor.version", "descriptor.components[0].infrastructureTemplateId"]
     assert harness.submissions.submitted == []
 
 

@@ -17,8 +17,10 @@ from provisioner.domain.status import (
     TaskStatus,
     component_after,
     operation_outcome,
+    refused_task_status,
     release_status,
     release_verdict,
+    touched,
 )
 
 A = TaskAction
@@ -152,6 +154,64 @@ def test_release_status(
 ) -> None:
     """Active -> IN_PROGRESS; FAILED or a CORRUPT member -> CORRUPT; else by deployed count."""
     assert release_status(members, last_operation=last) is release
+
+
+@pytest.mark.parametrize(
+    ("members", "last", "before", "release"),
+    [
+        # Nothing ran: the release keeps the status it had, whatever the outcome says.
+        ([C.DEPLOYED, C.DEPLOYED], O.FAILED, R.DEPLOYED, R.DEPLOYED),
+        ([C.DEPLOYED, C.NOT_DEPLOYED], O.FAILED, R.PARTIALLY_DEPLOYED, R.PARTIALLY_DEPLOYED),
+        # A release left CORRUPT by an earlier failure stays CORRUPT, though its members are
+        # all deployed (the failure, not a member, made it so).
+        ([C.DEPLOYED, C.DEPLOYED], O.FAILED, R.CORRUPT, R.CORRUPT),
+        ([C.DEPLOYED, C.DEPLOYED], O.CANCELLED, R.CORRUPT, R.CORRUPT),
+        ([C.DEPLOYED], O.SUCCEEDED, R.NOT_DEPLOYED, R.NOT_DEPLOYED),
+        # No status before (a new release): its members say, and a refusal is no failure.
+        ([], O.FAILED, None, R.NOT_DEPLOYED),
+        ([C.DEPLOYED, C.NOT_DEPLOYED], O.FAILED, None, R.PARTIALLY_DEPLOYED),
+        ([C.CORRUPT], O.FAILED, None, R.CORRUPT),
+        # "In progress" is no status to go back to.
+        ([C.DEPLOYED], O.FAILED, R.IN_PROGRESS, R.DEPLOYED),
+        # Still active: in progress.
+        ([C.DEPLOYED], O.RUNNING, R.DEPLOYED, R.IN_PROGRESS),
+    ],
+)
+def test_an_operation_that_touched_nothing_leaves_the_release_as_it_was(
+    members: list[ComponentStatus],
+    last: OperationStatus,
+    before: ReleaseStatus | None,
+    release: ReleaseStatus,
+) -> None:
+    """Not touched -> the status before the operation (or its members' without one)."""
+    assert release_status(members, last_operation=last, touched=False, before=before) is release
+
+
+@pytest.mark.parametrize("before", [None, R.DEPLOYED, R.NOT_DEPLOYED])
+def test_an_operation_that_touched_something_is_judged_on_its_outcome(
+    before: ReleaseStatus | None,
+) -> None:
+    """Touched -> the usual rule: a failed operation corrupts, whatever the status before."""
+    members = [C.DEPLOYED, C.DEPLOYED]
+    assert release_status(members, last_operation=O.FAILED, before=before) is R.CORRUPT
+    assert release_status(members, last_operation=O.SUCCEEDED, before=before) is R.DEPLOYED
+
+
+@pytest.mark.parametrize(
+    ("attempts", "changed"),
+    [([], False), ([0, 0, 0], False), ([0, 1, 0], True), ([2], True)],
+)
+def test_an_operation_touched_something_when_any_task_started(
+    attempts: list[int], changed: bool
+) -> None:
+    """Attempts count a task's starts: none at all means nothing was sent or recorded."""
+    assert touched(attempts) is changed
+
+
+@pytest.mark.parametrize(("valid", "status"), [(False, T.FAILED), (True, T.SKIPPED)])
+def test_what_a_task_of_a_refused_deploy_becomes(valid: bool, status: TaskStatus) -> None:
+    """An invalid component's task fails; a valid one's is skipped with the rest."""
+    assert refused_task_status(valid=valid) is status
 
 
 def test_release_status_reads_any_iterable() -> None:

@@ -57,6 +57,7 @@ from provisioner.engine.ports import (
     AdapterEndpoint,
     AdapterRequest,
     ProvisioningResult,
+    ValidationOutcome,
 )
 from provisioner.errors import AdapterError, AdapterTransientError
 
@@ -84,12 +85,6 @@ class ClientPolicy:
     poll_timeout_seconds: float = 30.0
     max_connections: int = 64
     max_answer_bytes: int = 16 * MiB
-
-
-@dataclass(frozen=True, slots=True)
-class ValidationOutcome:
-    valid: bool
-    errors: list[str]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ Read from the YAML file named by ``PROVISIONER_CONFIG``::
         timeoutSeconds: 1800                    # optional: one adapter operation, polling included
         maxConcurrency: 8                       # optional: calls in flight to this adapter
         headers: {Authorization: "Bearer ${SNOWFLAKE_TA_TOKEN}"}   # optional, ${VAR} from env
+        asyncValidation: false                  # optional: validate with /v2/validate (polled)
+        validateBeforeDeploy: true              # optional: false skips validation before deploys
     marketplaces:                               # optional: Market Planes told of each release
       - name: catalog
         url: https://catalog.example.com/provisioner/events
@@ -48,6 +50,7 @@ class _AdapterEntry(BaseModel):
     max_concurrency: int | None = Field(default=None, alias="maxConcurrency", ge=1)
     headers: dict[str, str] = Field(default_factory=dict)
     async_validation: bool = Field(default=False, alias="asyncValidation")
+    validate_before_deploy: bool = Field(default=True, alias="validateBeforeDeploy")
 
     @field_validator("url")
     @classmethod
@@ -213,6 +216,7 @@ class AdapterRegistry:
             max_concurrency=entry.max_concurrency,
             headers=dict(entry.headers),
             async_validation=entry.async_validation,
+            validate_before_deploy=entry.validate_before_deploy,
         )
 
 

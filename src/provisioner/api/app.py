@@ -30,6 +30,7 @@ from provisioner.engine.identity import ReplicaIdentity
 from provisioner.engine.publisher import Publisher, PublisherConfig
 from provisioner.engine.worker import Worker, WorkerConfig, utc_now
 from provisioner.errors import ConfigurationError, DatabaseUnavailableError
+from provisioner.policies import PolicyEngine
 from provisioner.service import AdapterCalls, Commands, Reads, Services
 from provisioner.settings import Settings
 from provisioner.store.database import Database
@@ -54,6 +55,7 @@ class Runtime:
     publishing: Publishing | None = None
     identity: ReplicaIdentity | None = None
     authenticator: Authenticator | None = None
+    policies: PolicyEngine | None = None
 
 
 @dataclass(slots=True)
@@ -112,8 +114,10 @@ def client_policy(settings: Settings) -> ClientPolicy:
 async def start_runtime(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> Runtime:
-    """Migrate the database, load the registry, start the worker."""
+    """Load the registry and the policies, migrate the database, start the worker."""
     registry = load_registry(settings)
+    # A policy that cannot be used stops the service here, naming its file and line.
+    policies = await PolicyEngine.load(settings.policies) if settings.policies else None
     # A write transaction idle for a whole lease belongs to a paused replica, whose leases
     # are lapsing anyway: ending it frees the rows it locked for the replica taking over.
     # Never less than 10 s, so that a short lease cannot cut a slow but live submission.
@@ -152,10 +156,15 @@ async def start_runtime(
             reads=reads,
             worker=worker,
             clock=utc_now,
+            policies=policies,
         ),
         reads=reads,
         adapter_calls=AdapterCalls(
-            directory=registry, adapters=adapters, reads=reads, submissions=submissions
+            directory=registry,
+            adapters=adapters,
+            reads=reads,
+            submissions=submissions,
+            policies=policies,
         ),
     )
     authenticator = build_authenticator(settings, database)
@@ -168,8 +177,12 @@ async def start_runtime(
         marketplaces=len(registry.marketplaces),
         auth=settings.auth,
         oidc=settings.oidc_enabled,
+        policies=policies.packages if policies else None,
+        validate_before_deploy=settings.validate_before_deploy,
     )
-    return Runtime(database, adapters, worker, services, publishing, identity, authenticator)
+    return Runtime(
+        database, adapters, worker, services, publishing, identity, authenticator, policies
+    )
 
 
 async def hold_replica_id(settings: Settings, database: Database) -> ReplicaIdentity:
@@ -200,6 +213,8 @@ async def stop_runtime(
     if runtime.authenticator is not None:
         await runtime.authenticator.aclose()
     await runtime.adapters.aclose()
+    if runtime.policies is not None:
+        runtime.policies.close()
     await runtime.database.dispose()
     log.info("service_stopped")
 

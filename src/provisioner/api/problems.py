@@ -24,6 +24,8 @@ from provisioner.errors import (
     OperationActiveError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    PolicyDeniedError,
+    PolicyError,
     ProvisionerError,
 )
 
@@ -40,6 +42,7 @@ _TABLE: list[tuple[type[ProvisionerError], int, str, str]] = [
     (PayloadTooLargeError, 413, "payload-too-large", "Request body too large"),
     (BadRequestError, 400, "malformed-request", "Malformed request"),
     (InvalidDescriptorError, 422, "invalid-descriptor", "Invalid descriptor"),
+    (PolicyDeniedError, 422, "policy-denied", "Refused by policy"),
     (InvalidRequestError, 422, "invalid-request", "Invalid request"),
     (NotFoundError, 404, "not-found", "Not found"),
     (OperationActiveError, 409, "operation-active", "Another operation is active"),
@@ -54,6 +57,7 @@ _TABLE: list[tuple[type[ProvisionerError], int, str, str]] = [
         "Identity provider unavailable",
     ),
     (AdapterError, 502, "adapter-error", "Tech Adapter error"),
+    (PolicyError, 500, "policy-error", "A policy failed"),
     (ConfigurationError, 500, "configuration-error", "Configuration error"),
 ]
 

@@ -9,6 +9,7 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from provisioner.api.params import Identifier
+from provisioner.domain.changes import Change
 from provisioner.domain.publication import PublicationEvent
 from provisioner.domain.status import (
     ComponentStatus,
@@ -42,6 +43,11 @@ Info = Annotated[
 ]
 
 
+class TaskValidationOut(Schema):
+    valid: bool
+    errors: list[str]
+
+
 class TaskOut(Schema):
     component_id: str
     action: TaskAction
@@ -56,6 +62,11 @@ class TaskOut(Schema):
     info: Info
     logs: list[dict[str, Any]] | None
     error: dict[str, Any] | None
+    validation: TaskValidationOut | None = Field(
+        default=None,
+        description="a deploy's validation of the component by its Tech Adapter, before "
+        "anything was provisioned (null: not validated)",
+    )
 
 
 class OperationOut(Schema):
@@ -80,8 +91,8 @@ class OperationOut(Schema):
     tasks: list[TaskOut]
     warnings: list[ProblemItem] = Field(
         default_factory=list,
-        description="what was noticed on submission without stopping it, such as a key "
-        "repeated with the same value (in the 202 answer of a deploy; not stored)",
+        description="what was noticed on submission without stopping it: a key repeated with "
+        "the same value (path: where), a policy's warn message (path: the policy's package)",
     )
 
 
@@ -221,8 +232,42 @@ class ValidationItem(Schema):
 
 
 class ValidationOut(Schema):
-    valid: bool
+    valid: bool = Field(description="no component is invalid and no policy denies")
+    environment: str | None = Field(default=None, description="the target environment")
     components: list[ValidationItem]
+    denials: list[ProblemItem] = Field(
+        default_factory=list, description="each policy deny message (path: its package)"
+    )
+    warnings: list[ProblemItem] = Field(
+        default_factory=list,
+        description="policy warn messages (path: the package) and what reading the "
+        "descriptor noticed (path: where)",
+    )
+
+
+class PlannedStepOut(Schema):
+    component_id: str
+    action: TaskAction
+    depends_on: list[str] = Field(description="the steps of this plan that run before it")
+    change: Change
+    current_status: ComponentStatus
+    current_version: str | None
+    target_version: str | None
+
+
+class PlanOut(Schema):
+    type: OperationType
+    deployment_unit_id: str
+    environment: str
+    version: str | None
+    steps: list[PlannedStepOut] = Field(description="in the order they may run")
+
+
+class DryRunOut(Schema):
+    """What a deploy or undeploy would do; nothing was stored and no adapter was called."""
+
+    plan: PlanOut
+    warnings: list[ProblemItem]
 
 
 class ReverseProvisioningRequest(Schema):

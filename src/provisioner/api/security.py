@@ -17,7 +17,7 @@ store. ``undeclared_routes`` lists the routes that declare nothing (a test keeps
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute
 
 from provisioner.api.body import DeployInput, StrictJsonRoute, read_deploy_input
 from provisioner.api.deps import ReadsDep
-from provisioner.api.params import IdPath, IdQuery
+from provisioner.api.params import IdPath, IdQuery, JsonBool
 from provisioner.api.schemas import UndeployRequest
 from provisioner.auth.authenticator import Authenticator
 from provisioner.auth.scopes import (
@@ -128,6 +128,33 @@ def require_deploy(environment_of: Dependency) -> Dependency:
     return dependency
 
 
+# ``?dryRun=true`` (the Kubernetes convention): only say what the request would do.
+DryRunQuery = Annotated[
+    bool,
+    Query(alias="dryRun", description="only say what would be done (200 with the plan)"),
+    JsonBool,
+]
+
+
+def require_deploy_or_dry_run(environment_of: Dependency) -> Dependency:
+    """``deploy:<ENV>`` as ``require_deploy``; a dry run of it needs ``validate`` only."""
+    deploy = require_deploy(environment_of)
+
+    @_declares("deploy:ENV, or validate for a dry run")
+    async def dependency(
+        principal: Annotated[Principal, Depends(authenticated)],
+        environment: Annotated[str | None, Depends(environment_of)],
+        dry_run: DryRunQuery = False,
+    ) -> Principal:
+        if dry_run:
+            principal.check(VALIDATE)
+            return principal
+        checked: Principal = await deploy(principal, environment)
+        return checked
+
+    return dependency
+
+
 @_declares(OPEN)
 async def open_access() -> None:
     """Declares a route open to anyone (``/healthz``, ``/readyz``)."""
@@ -190,8 +217,8 @@ READ_ACCESS = Depends(require(READ))
 VALIDATE_ACCESS = Depends(require(VALIDATE))
 ADMIN_ACCESS = Depends(require(ADMIN))
 OPEN_ACCESS = Depends(open_access)
-DEPLOY_TARGET = Depends(require_deploy(deploy_environment))
-UNDEPLOY_TARGET = Depends(require_deploy(undeploy_environment))
+DEPLOY_TARGET = Depends(require_deploy_or_dry_run(deploy_environment))
+UNDEPLOY_TARGET = Depends(require_deploy_or_dry_run(undeploy_environment))
 OPERATION_TARGET = Depends(require_deploy(operation_environment))
 PATH_TARGET = Depends(require_deploy(path_environment))
 

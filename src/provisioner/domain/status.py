@@ -8,6 +8,7 @@ operation is cancelled before it ran, or abandoned after an internal error) deci
 - ``operation_outcome``: an operation's status once all its tasks are final;
 - ``release_verdict`` (and ``release_status``, its status alone): a release's status once its
   last operation ended, with what the Market Planes acknowledged of its publications.
+- ``touched``: whether an operation changed anything at all.
 """
 
 from __future__ import annotations
@@ -110,6 +111,12 @@ def component_after(
     return ComponentStatus.CORRUPT if called else before
 
 
+def refused_task_status(*, valid: bool) -> TaskStatus:
+    """What a task of a deploy refused by validation becomes: FAILED if its component was
+    found invalid, SKIPPED otherwise. None was called, so every component keeps its status."""
+    return TaskStatus.SKIPPED if valid else TaskStatus.FAILED
+
+
 def operation_outcome(
     task_statuses: Iterable[TaskStatus], *, interruption: Interruption | None = None
 ) -> OperationStatus:
@@ -160,11 +167,23 @@ class ReleaseVerdict:
     reason: str | None = None
 
 
+def touched(attempts: Iterable[int]) -> bool:
+    """Whether an operation whose tasks made these ``attempts`` changed anything.
+
+    A task's attempts count its starts: a provision or unprovision call that may have been
+    sent, or the system step recording the unit. An operation none of whose tasks ever started
+    (refused by validation, cancelled before anything ran) touched nothing.
+    """
+    return any(count > 0 for count in attempts)
+
+
 def release_verdict(
     member_statuses: Iterable[ComponentStatus],
     *,
     last_operation: OperationStatus,
     publication: Publication = ACKNOWLEDGED,
+    touched: bool = True,
+    before: ReleaseStatus | None = None,
 ) -> ReleaseVerdict:
     """The status of a release once its last operation has ended, and why.
 
@@ -175,9 +194,20 @@ def release_verdict(
     while they are being delivered it is IN_PROGRESS, and past the publication timeout CORRUPT
     (as in Witboost, "even if all its components have been successfully deployed"), until a
     later delivery succeeds.
+
+    An operation that ``touched`` nothing leaves the release as it was: ``before``, its status
+    when the operation was submitted (unless its publications moved since). Without one (the
+    release did not exist yet), its members say what it is, whatever the operation's outcome: a
+    refused deploy corrupts nothing.
     """
     if last_operation.is_active:
         return ReleaseVerdict(ReleaseStatus.IN_PROGRESS)
+    if not touched:
+        settled = before is not None and before is not ReleaseStatus.IN_PROGRESS
+        if settled and publication.state is PublicationState.ACKNOWLEDGED:
+            assert before is not None
+            return ReleaseVerdict(before)
+        last_operation = OperationStatus.SUCCEEDED
     statuses = list(member_statuses)
     if last_operation is OperationStatus.FAILED or ComponentStatus.CORRUPT in statuses:
         return ReleaseVerdict(ReleaseStatus.CORRUPT)
@@ -198,8 +228,14 @@ def release_status(
     *,
     last_operation: OperationStatus,
     publication: Publication = ACKNOWLEDGED,
+    touched: bool = True,
+    before: ReleaseStatus | None = None,
 ) -> ReleaseStatus:
     """The status alone of ``release_verdict``."""
     return release_verdict(
-        member_statuses, last_operation=last_operation, publication=publication
+        member_statuses,
+        last_operation=last_operation,
+        publication=publication,
+        touched=touched,
+        before=before,
     ).status

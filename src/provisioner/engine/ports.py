@@ -42,6 +42,9 @@ class AdapterEndpoint:
     max_concurrency: int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     async_validation: bool = False
+    # Validate each component with this adapter before any deploy provisions (the registry's
+    # validateBeforeDeploy; PROVISIONER_VALIDATE_BEFORE_DEPLOY turns it off for all).
+    validate_before_deploy: bool = True
 
     @property
     def key(self) -> str:
@@ -95,6 +98,17 @@ class ProvisioningResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ValidationOutcome:
+    """A Tech Adapter's verdict on a component (or the unit): valid, or the reasons not."""
+
+    valid: bool
+    errors: list[str]
+
+    def as_json(self) -> JSON:
+        return {"valid": self.valid, "errors": list(self.errors)}
+
+
+@dataclass(frozen=True, slots=True)
 class Accepted:
     """The adapter took the request asynchronously; poll with ``token``."""
 
@@ -112,6 +126,12 @@ class TechAdapterPort(Protocol):
 
     async def wait(self, endpoint: AdapterEndpoint, token: str) -> ProvisioningResult:
         """Poll the status of ``token`` until the adapter reports COMPLETED or FAILED."""
+        ...
+
+    async def validate(
+        self, endpoint: AdapterEndpoint, request: AdapterRequest
+    ) -> ValidationOutcome:
+        """Ask the adapter whether the request's descriptor is valid (nothing is changed)."""
         ...
 
 
@@ -137,6 +157,9 @@ class TaskState(Step):
     private_info: JSON | None = None
     logs: list[JSON] | None = None
     error: JSON | None = None
+    # A deploy's validation of the component by its adapter, before anything is provisioned:
+    # ``{"valid": bool, "errors": [...]}``; None until validated (or when not validated).
+    validation: JSON | None = None
 
 
 TASK_PROGRESS = tuple(name for name in TaskState.__dataclass_fields__ if name not in STEP_FIELDS)

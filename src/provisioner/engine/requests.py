@@ -85,6 +85,19 @@ class RequestBuilder:
             remove_data=self._header.remove_data,
         )
 
+    def validation_request(self, task: TaskState) -> AdapterRequest:
+        """What ``task``'s adapter validates before a deploy provisions anything: the
+        descriptor alone, as ``/v1/validations`` sends it (the Tech Adapter API gives
+        validation no dependency information and no enriched descriptor)."""
+        texts = self._texts[self.document_operation(task)]
+        return AdapterRequest(
+            action=task.action,
+            descriptor_kind="DATAPRODUCT_DESCRIPTOR" if task.is_system else "COMPONENT_DESCRIPTOR",
+            descriptor=texts.unit if task.is_system else texts.component(task.component_id),
+            latest_enriched_descriptor=None,
+            remove_data=False,
+        )
+
     def member_ids(self) -> list[str] | None:
         """For a deploy: the unit and every component of its descriptor, the release's
         members once it runs. Undeploys leave membership as it is."""

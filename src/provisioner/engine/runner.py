@@ -7,6 +7,11 @@ successors it unblocks are recorded in one write, before any of those successors
 adapter. When a task fails, running tasks finish, nothing downstream of the failure starts (those
 tasks end SKIPPED) and independent branches carry on.
 
+A deploy begins with a validation phase: every component's adapter validates it, concurrently
+and under the same slots, and each verdict is recorded as it comes. If any component is invalid,
+nothing is provisioned: the operation ends FAILED, every component keeps its status and the
+release the status it had (the operation touched nothing).
+
 Each task of the run is one ``_Task`` record: its current state (a frozen value, replaced as the
 task moves on, so a write holds the state as it was when the write was made), its slot ticket,
 and the step a cancel or timeout may cut.
@@ -26,10 +31,12 @@ from provisioner.domain.status import (
     ComponentStatus,
     Interruption,
     OperationStatus,
+    OperationType,
     TaskAction,
     TaskStatus,
     component_after,
     operation_outcome,
+    refused_task_status,
 )
 from provisioner.engine.failpoints import Failpoints
 from provisioner.engine.ports import (
@@ -44,6 +51,7 @@ from provisioner.engine.ports import (
     StateWrite,
     TaskState,
     TechAdapterPort,
+    ValidationOutcome,
 )
 from provisioner.engine.recorder import Recorder
 from provisioner.engine.requests import RequestBuilder
@@ -106,6 +114,7 @@ class OperationRunner:
         clock: Callable[[], datetime],
         operation_timeout_seconds: float | None = None,
         failpoints: Failpoints | None = None,
+        validate_before_deploy: bool = True,
     ) -> None:
         self._claimed = claimed
         self._header = claimed.header
@@ -135,6 +144,11 @@ class OperationRunner:
                 self._tasks[dependency].successors.append(task)
                 task.waiting_for += self._tasks[dependency].state.status is not TaskStatus.SUCCEEDED
         self._stop: Interruption | None = None
+        self._validates = validate_before_deploy
+        self._refusal: str | None = None  # why validation refused the deploy
+        # A deploy's members, recorded with the start of its first task: a deploy that never
+        # starts anything leaves the release as it was.
+        self._members: list[str] | None = None
         self._group: asyncio.TaskGroup | None = None
         self._builder: RequestBuilder | None = None
         self._log = log.bind(operation_id=self._header.id)
@@ -153,7 +167,8 @@ class OperationRunner:
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
-                await self._begin()
+                if await self._validation_passed():
+                    await self._begin()
         except* LeaseLostError:
             lease_lost = True
         finally:
@@ -208,9 +223,9 @@ class OperationRunner:
         ]
         if self._claimed.cancel_requested:
             self._stop = Interruption.CANCEL
-        write.members = self._builder.member_ids()
+        self._members = self._builder.member_ids()
         started = [] if self._stop else self._start_ready(ready, write, now)
-        if write.tasks or write.events or write.members is not None:
+        if write.tasks or write.events:
             await self._write(write, started)
         for task in [*resumed, *ready]:
             self._spawn(task)
@@ -226,6 +241,8 @@ class OperationRunner:
         error = None
         if self._stop is Interruption.TIMEOUT:
             error = f"the operation did not finish within {self._timeout:g} s"
+        elif self._refusal is not None:
+            error = self._refusal
         elif outcome is OperationStatus.FAILED:
             failed = [t.id for t in self._tasks.values() if t.state.status is TaskStatus.FAILED]
             error = f"{len(failed)} task(s) failed: {', '.join(failed[:5])}"
@@ -250,6 +267,111 @@ class OperationRunner:
         write = self._new_write()
         write.abandon = "".join(ch for ch in message if ch.isprintable())[:1000]
         await self._recorder.write(write)
+
+    # --- validation -------------------------------------------------------------------------
+
+    async def _validation_passed(self) -> bool:
+        """The first phase of a deploy: each component's adapter validates it, all at once
+        under the same slots as provisioning. A verdict is durable when it comes, so a restart
+        asks only the adapters whose verdict was not recorded (validation changes nothing).
+        False when a component is invalid: the tasks have ended and nothing was provisioned."""
+        assert self._group is not None
+        pending = self._awaiting_validation()
+        if pending is None:
+            return True
+        if pending:
+            children = [self._group.create_task(self._validate(task)) for task in pending]
+            await asyncio.wait(children)
+        if self._stop is not None:
+            return True  # cancelled or timed out: ``_begin`` ends what is left
+        invalid = [
+            task
+            for task in self._tasks.values()
+            if task.state.validation is not None and not task.state.validation.get("valid")
+        ]
+        if not invalid:
+            return True
+        await self._refuse(invalid)
+        return False
+
+    def _awaiting_validation(self) -> list[_Task] | None:
+        """The tasks still to validate; None when this run has no validation phase (not a
+        deploy, validation turned off, cancelled, or provisioning has already begun)."""
+        if not self._validates or self._header.type is not OperationType.DEPLOY:
+            return None
+        tasks = list(self._tasks.values())
+        if self._claimed.cancel_requested or any(task.state.attempts > 0 for task in tasks):
+            return None
+        return [
+            task
+            for task in tasks
+            if task.state.status is TaskStatus.WAITING
+            and task.state.validation is None
+            and task.endpoint is not None
+            and task.endpoint.validate_before_deploy
+        ]
+
+    async def _validate(self, task: _Task) -> None:
+        """Ask ``task``'s adapter to validate it (holding a slot meanwhile); record the verdict."""
+        endpoint = task.endpoint
+        assert endpoint is not None
+        ticket = await self._interruptible(
+            task, self._slots.acquire(endpoint.key, endpoint.max_concurrency)
+        )
+        if isinstance(ticket, _Cut):
+            return
+        task.ticket = ticket
+        try:
+            outcome = await self._interruptible(task, self._ask_validity(task, endpoint))
+        finally:
+            task.release()
+        if isinstance(outcome, _Cut):
+            return
+        verdict = outcome.as_json()
+        task.state = replace(task.state, validation=verdict)
+        write = self._new_write()
+        write.tasks.append(task.state)
+        status = task.state.status
+        write.events.append(Event(task.id, status, status, self._clock(), {"validation": verdict}))
+        self._log.info("task_validated", component_id=task.id, valid=outcome.valid)
+        await self._recorder.write(write)
+
+    async def _ask_validity(self, task: _Task, endpoint: AdapterEndpoint) -> ValidationOutcome:
+        assert self._builder is not None
+        request = self._builder.validation_request(task.state)
+        try:
+            async with endpoint.time_limit(awaiting="validate"):
+                return await self._adapters.validate(endpoint, request)
+        except AdapterError as exc:
+            # Not knowing is not valid: the deploy waits for an adapter that can answer.
+            return ValidationOutcome(False, [f"could not validate: {exc.message}"])
+
+    async def _refuse(self, invalid: list[_Task]) -> None:
+        """Validation found ``invalid`` components: every task not yet ended ends (FAILED if
+        invalid, else SKIPPED), no component changes, and the operation will end FAILED."""
+        now = self._clock()
+        write = self._new_write()
+        bad = {task.id for task in invalid}
+        for task in self._tasks.values():
+            if task.state.status is not TaskStatus.WAITING:
+                continue
+            if task.id in bad:
+                errors = list((task.state.validation or {}).get("errors") or [])
+                shown = "; ".join(errors[:5]) or "no reason given"
+                error = {"message": f"validation refused it: {shown}", "errors": errors}
+                outcome = refused_task_status(valid=False)
+                self._end(task, outcome, write, now, stamp=False, error=error)
+            else:
+                outcome = refused_task_status(valid=True)
+                self._end(
+                    task, outcome, write, now, stamp=False, detail={"refusedBy": "validation"}
+                )
+        ids = sorted(bad)
+        listed = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        self._refusal = f"validation failed: {len(ids)} component(s) invalid: {listed}"
+        self._log.info("deploy_refused_by_validation", invalid=len(ids))
+        if write.tasks:
+            await self._write(write)
 
     # --- one task ---------------------------------------------------------------------------
 
@@ -355,16 +477,22 @@ class OperationRunner:
                     f"{self._header.environment!r}"
                 },
             )
-        if task.state.status is TaskStatus.WAITING:
+        starting = task.state.status is TaskStatus.WAITING
+        if starting:
             task.state = replace(
                 task.state, started_at=self._clock(), attempts=task.state.attempts + 1
             )
-        await self._finish(task, result)
+        await self._finish(task, result, starting=starting)
 
-    async def _finish(self, task: _Task, result: ProvisioningResult) -> None:
-        """Record the result; start (in the same write) the successors it unblocks."""
+    async def _finish(
+        self, task: _Task, result: ProvisioningResult, *, starting: bool = False
+    ) -> None:
+        """Record the result; start (in the same write) the successors it unblocks.
+        ``starting``: the task also started with this write (it needed no call)."""
         now = self._clock()
         write = self._new_write()
+        if starting:
+            self._record_members(write)
         self._mark_finished(task, result, write, now)
         ready: list[_Task] = []
         if result.succeeded:
@@ -427,8 +555,15 @@ class OperationRunner:
                 task.release()
             raise
 
+    def _record_members(self, write: StateWrite) -> None:
+        """The first start of a deploy's task makes the descriptor's components the release's
+        members (again, after a restart: the same ones)."""
+        if self._members is not None:
+            write.members, self._members = self._members, None
+
     def _mark_started(self, task: _Task, write: StateWrite, now: datetime) -> None:
         assert self._builder is not None
+        self._record_members(write)
         old = task.state
         task.state = replace(
             old,
@@ -505,9 +640,11 @@ class OperationRunner:
         now: datetime,
         *,
         detail: JSON | None = None,
+        stamp: bool = True,
         **changes: Any,
     ) -> None:
-        """``task`` ends with ``outcome``: its state, its component's, and the event."""
+        """``task`` ends with ``outcome``: its state, its component's (unless ``stamp`` is
+        False: a task refused before anything ran leaves its component untouched), the event."""
         old = task.state.status
         task.state = replace(task.state, status=outcome, finished_at=now, **changes)
         write.tasks.append(task.state)
@@ -515,6 +652,8 @@ class OperationRunner:
         if detail is None and error:
             detail = {"error": error.get("message")}
         write.events.append(Event(task.id, old, outcome, now, detail))
+        if not stamp:
+            return
         task.component = replace(
             task.component,
             status=component_after(task.before, task.state.action, outcome, called=task.called),

@@ -57,6 +57,8 @@ class WorkerConfig:
     max_loop_lag_seconds: float = 0.005
     min_running_operations: int = 2
     failpoints: Failpoints = field(default_factory=Failpoints)
+    # Each deploy's components are validated by their adapters before anything is provisioned.
+    validate_before_deploy: bool = True
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -200,6 +202,7 @@ class Worker:
             clock=self._clock,
             operation_timeout_seconds=self._config.operation_timeout_seconds,
             failpoints=self._config.failpoints,
+            validate_before_deploy=self._config.validate_before_deploy,
         )
         operation_id = claimed.header.id
         task = asyncio.create_task(self._run(runner), name=f"operation-{operation_id}")

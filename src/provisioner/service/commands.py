@@ -3,13 +3,19 @@
 Each request is planned as a pure function of the request and of the release as one value
 (``ReleaseState``), outside any transaction; the store then writes the operation only if the
 release is still what was planned against, and the request is planned again otherwise.
+
+A deploy or undeploy is first read into a ``_Request`` (the descriptor and its checks, the
+policies) and then planned against the release; a dry run takes the same two steps and stops
+where the real request would store its operation.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from provisioner.domain.descriptor import DeploymentUnit, parse_descriptor
 from provisioner.domain.plan import (
@@ -36,8 +42,10 @@ from provisioner.errors import (
     ReleaseChangedError,
 )
 from provisioner.offload import offload
+from provisioner.service.dryrun import DryRun, preview
+from provisioner.service.governance import Governance, PolicyRequest
 from provisioner.service.ids import new_operation_id
-from provisioner.service.ports import SubmissionStore, WorkerHandle
+from provisioner.service.ports import PolicyCheck, SubmissionStore, WorkerHandle
 from provisioner.service.reads import Reads
 from provisioner.store.submissions import NewOperation, ReleaseState
 from provisioner.store.views import OperationView
@@ -46,6 +54,28 @@ Build = Callable[[ReleaseState | None], NewOperation]
 # A release that keeps changing under a request (other requests keep winning) is refused
 # rather than planned against forever.
 PLANNING_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A deploy or undeploy read and checked, ready to be planned against the release."""
+
+    deployment_unit_id: str
+    environment: str
+    build: Build
+    against_release: bool = True  # whether the plan depends on what is deployed
+    unit: DeploymentUnit | None = None  # a deploy's descriptor
+
+
+@dataclass(frozen=True, slots=True)
+class TargetUnit:
+    """A deployment unit and the environment a request targets. ``promoted_from`` is the
+    descriptor's own environment when the request targets another one: the request wins, and
+    the descriptor sent to adapters says the target."""
+
+    unit: DeploymentUnit
+    environment: str
+    promoted_from: str | None = None
 
 
 class Commands:
@@ -59,12 +89,14 @@ class Commands:
         reads: Reads,
         worker: WorkerHandle,
         clock: Callable[[], datetime],
+        policies: PolicyCheck | None = None,
     ) -> None:
         self._directory = directory
         self._submissions = submissions
         self._reads = reads
         self._worker = worker
         self._clock = clock
+        self._governance = Governance(policies)
 
     async def deploy(
         self,
@@ -78,11 +110,63 @@ class Commands:
     ) -> OperationView:
         """Validate the descriptor, plan and store a DEPLOY operation; it runs in background.
 
-        ``warnings`` (what reading the request noticed) are shown with the operation."""
-        unit, env = await offload(document_size, read_unit, document, environment, self._directory)
+        ``warnings`` (what reading the request noticed) are kept with the operation, with the
+        policies' own."""
+        request = await self._deploy_request(
+            document,
+            environment=environment,
+            components=components,
+            document_size=document_size,
+            principal=principal,
+            warnings=warnings,
+        )
+        return await self._submit(request)
+
+    async def dry_run_deploy(
+        self,
+        document: object,
+        *,
+        environment: str | None,
+        components: Sequence[str] | None,
+        document_size: int = 0,
+        principal: str | None = None,
+        warnings: Sequence[Problem] = (),
+    ) -> DryRun:
+        """What ``deploy`` would do, after every check it makes; nothing is stored."""
+        request = await self._deploy_request(
+            document,
+            environment=environment,
+            components=components,
+            document_size=document_size,
+            principal=principal,
+            warnings=warnings,
+        )
+        return await self._dry_run(request)
+
+    async def _deploy_request(
+        self,
+        document: object,
+        *,
+        environment: str | None,
+        components: Sequence[str] | None,
+        document_size: int,
+        principal: str | None,
+        warnings: Sequence[Problem],
+    ) -> _Request:
+        target = await offload(document_size, read_target, document, environment, self._directory)
+        unit, env = target.unit, target.environment
         selected = _selection(components, "deploy")
         descriptor_json = await offload(
             document_size, json.dumps, unit.document, ensure_ascii=False
+        )
+        policy_warnings = await self._governance.check(
+            PolicyRequest(
+                OperationType.DEPLOY,
+                env,
+                descriptor_json,
+                components=selected,
+                principal=principal,
+            )
         )
         rows = (
             ComponentState(
@@ -99,6 +183,7 @@ class Commands:
             ),
         )
         full_plan = plan_deploy(unit) if selected is None else None
+        detail = _promotion(target)
 
         def build(release: ReleaseState | None) -> NewOperation:
             plan = full_plan or plan_deploy(
@@ -112,11 +197,12 @@ class Commands:
                 descriptor_json=descriptor_json,
                 requested_components=selected,
                 components=rows,
-                warnings=tuple(warnings),
+                warnings=(*warnings, *policy_warnings),
+                detail=detail,
             )
 
         # A full deploy does not depend on what is deployed; a subset does.
-        return await self._submit(unit.id, env, build, against_release=selected is not None)
+        return _Request(unit.id, env, build, against_release=selected is not None, unit=unit)
 
     async def undeploy(
         self,
@@ -128,7 +214,62 @@ class Commands:
         principal: str | None = None,
     ) -> OperationView:
         """Plan and store an UNDEPLOY of what is deployed (or of ``components``)."""
+        request = await self._undeploy_request(
+            deployment_unit_id,
+            environment=environment,
+            remove_data=remove_data,
+            components=components,
+            principal=principal,
+        )
+        return await self._submit(request)
+
+    async def dry_run_undeploy(
+        self,
+        deployment_unit_id: str,
+        *,
+        environment: str,
+        remove_data: bool,
+        components: Sequence[str] | None,
+        principal: str | None = None,
+    ) -> DryRun:
+        """What ``undeploy`` would do, after every check it makes; nothing is stored."""
+        request = await self._undeploy_request(
+            deployment_unit_id,
+            environment=environment,
+            remove_data=remove_data,
+            components=components,
+            principal=principal,
+        )
+        return await self._dry_run(request)
+
+    async def _undeploy_request(
+        self,
+        deployment_unit_id: str,
+        *,
+        environment: str,
+        remove_data: bool,
+        components: Sequence[str] | None,
+        principal: str | None,
+    ) -> _Request:
         selected = _selection(components, "undeploy")
+        policy_warnings: tuple[Problem, ...] = ()
+        release = (
+            await self._submissions.release_state(deployment_unit_id, environment)
+            if self._governance.enabled
+            else None
+        )
+        # Nothing deployed is a 404 when planned: the policies are not asked about it.
+        if release is not None and _anything_deployed(release):
+            policy_warnings = await self._governance.check(
+                PolicyRequest(
+                    OperationType.UNDEPLOY,
+                    environment,
+                    await self._descriptor_json(release),
+                    components=selected,
+                    remove_data=remove_data,
+                    principal=principal,
+                )
+            )
 
         def build(release: ReleaseState | None) -> NewOperation:
             assert release is not None
@@ -143,9 +284,17 @@ class Commands:
                 ),
                 plan=self._undeploy_plan(release, selected),
                 requested_components=selected,
+                warnings=policy_warnings,
             )
 
-        return await self._submit(deployment_unit_id, environment, build)
+        return _Request(deployment_unit_id, environment, build)
+
+    async def _descriptor_json(self, release: ReleaseState) -> str | None:
+        """The release's last deployed descriptor, as JSON text, for the policies."""
+        if release.descriptor_operation_id is None:
+            return None
+        document = await self._reads.document(release.descriptor_operation_id)
+        return None if document is None else json.dumps(document, ensure_ascii=False)
 
     def _undeploy_plan(self, release: ReleaseState, selected: Sequence[str] | None) -> Plan:
         unit_id, environment = release.deployment_unit_id, release.environment
@@ -202,6 +351,27 @@ class Commands:
         )
         plan = plan_retry(remaining)
         kept = sorted({step.component_id for step in plan.steps} - {original.deployment_unit_id})
+        descriptor_json = json.dumps(document) if document is not None else None
+        # A retry is a deploy or undeploy like any other: the policies (maybe new since) judge it.
+        policy_warnings: tuple[Problem, ...] = ()
+        if self._governance.enabled:
+            if descriptor_json is None:
+                state = await self._submissions.release_state(
+                    original.deployment_unit_id, original.environment
+                )
+                policy_descriptor = await self._descriptor_json(state)
+            else:
+                policy_descriptor = descriptor_json
+            policy_warnings = await self._governance.check(
+                PolicyRequest(
+                    original.type,
+                    original.environment,
+                    policy_descriptor,
+                    components=kept,
+                    remove_data=original.remove_data,
+                    principal=principal,
+                )
+            )
 
         def build(release: ReleaseState | None) -> NewOperation:
             assert release is not None
@@ -228,28 +398,28 @@ class Commands:
                     principal=principal,
                 ),
                 plan=plan,
-                descriptor_json=json.dumps(document) if document is not None else None,
+                descriptor_json=descriptor_json,
                 requested_components=tuple(kept),
                 retry_of=operation_id,
+                warnings=policy_warnings,
             )
 
-        return await self._submit(original.deployment_unit_id, original.environment, build)
+        return await self._submit(
+            _Request(original.deployment_unit_id, original.environment, build)
+        )
 
-    async def _submit(
-        self, unit_id: str, environment: str, build: Build, *, against_release: bool = True
-    ) -> OperationView:
+    async def _submit(self, request: _Request) -> OperationView:
         """Plan (against the release as it is now) and store; plan again if it moved on."""
+        unit_id, environment = request.deployment_unit_id, request.environment
         for attempt in range(1, PLANNING_ATTEMPTS + 1):
             release = (
                 await self._submissions.release_state(unit_id, environment)
-                if against_release
+                if request.against_release
                 else None
             )
-            if release is not None and release.active_operation_id is not None:
-                # Refused before planning: what is deployed is about to change.
-                raise OperationActiveError(unit_id, environment, release.active_operation_id)
+            new = _planned(request, release)
             try:
-                view = await self._submissions.submit(build(release), based_on=release)
+                view = await self._submissions.submit(new, based_on=release)
             except ReleaseChangedError:
                 if attempt == PLANNING_ATTEMPTS:
                     raise
@@ -257,6 +427,14 @@ class Commands:
             self._worker.wake()
             return view
         raise AssertionError("unreachable")
+
+    async def _dry_run(self, request: _Request) -> DryRun:
+        """Plan as ``_submit`` does (the release is read to compare with), store nothing."""
+        release = await self._submissions.release_state(
+            request.deployment_unit_id, request.environment
+        )
+        new = _planned(request, release)
+        return await preview(new, release, unit=request.unit, documents=self._reads.document)
 
     def _header(
         self,
@@ -280,30 +458,63 @@ class Commands:
         )
 
 
+def _planned(request: _Request, release: ReleaseState | None) -> NewOperation:
+    """The operation ``request`` makes on ``release`` (None: planned without it)."""
+    if release is not None and release.active_operation_id is not None:
+        # Refused before planning: what is deployed is about to change.
+        raise OperationActiveError(
+            request.deployment_unit_id, request.environment, release.active_operation_id
+        )
+    return request.build(release)
+
+
 def read_unit(
     document: object, environment: str | None, directory: AdapterDirectory
 ) -> tuple[DeploymentUnit, str]:
+    """The deployment unit and its target environment (see ``read_target``)."""
+    target = read_target(document, environment, directory)
+    return target.unit, target.environment
+
+
+def read_target(
+    document: object, environment: str | None, directory: AdapterDirectory
+) -> TargetUnit:
     """The deployment unit and its target environment, or every problem of the descriptor at
-    once (``InvalidDescriptorError``): structure, dependencies, adapters, environment."""
+    once (``InvalidDescriptorError``): structure, dependencies, adapters, environment.
+
+    The request's environment wins over the descriptor's (a release is promoted from one
+    environment to the next with the same file), and the unit's descriptor says the target."""
     parsed = parse_descriptor(document)
     unit = parsed.unit
     problems = [*parsed.problems, *dependency_problems(unit)]
     env = environment or unit.environment
     if env is None:
         problems.append(Problem("environment", "is required (in the request or the descriptor)"))
-    elif environment is not None and unit.environment not in (None, environment):
-        problems.append(
-            Problem(
-                "environment",
-                f"the request targets {environment!r} but the descriptor is for "
-                f"{unit.environment!r}",
-            )
-        )
-    if env is not None:
+    else:
         problems.extend(_adapter_problems(unit, env, directory))
     if problems or env is None:
         raise InvalidDescriptorError("the descriptor is invalid", problems)
-    return unit, env
+    promoted_from = unit.environment if unit.environment not in (None, env) else None
+    if unit.environment != env:
+        unit = replace(unit, environment=env, document=_in_environment(unit.document, env))
+    return TargetUnit(unit, env, promoted_from)
+
+
+def _in_environment(document: Any, environment: str) -> dict[str, Any]:
+    """The descriptor with ``environment`` set to the target (where it was, or last)."""
+    return {**document, "environment": environment}
+
+
+def _promotion(target: TargetUnit) -> dict[str, Any] | None:
+    """What the operation's first event says of a promotion."""
+    if target.promoted_from is None:
+        return None
+    return {
+        "environment": target.environment,
+        "promotedFrom": target.promoted_from,
+        "note": f"the descriptor is for {target.promoted_from!r}; the request's environment "
+        f"{target.environment!r} wins and is what the Tech Adapters are sent",
+    }
 
 
 def _adapter_problems(
@@ -336,6 +547,12 @@ def _selection(components: Sequence[str] | None, verb: str) -> tuple[str, ...] |
             f"nothing to {verb}", [Problem("components", "must list at least one component")]
         )
     return tuple(dict.fromkeys(components))
+
+
+def _anything_deployed(release: ReleaseState) -> bool:
+    return any(
+        state.status is not ComponentStatus.NOT_DEPLOYED for state in release.components.values()
+    )
 
 
 def _deployed(release: ReleaseState | None) -> dict[str, ComponentState]:

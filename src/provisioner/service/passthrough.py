@@ -10,24 +10,23 @@ from typing import Any
 
 import structlog
 
-from provisioner.adapters.client import (
-    ReverseProvisioningOutcome,
-    TechAdapterClient,
-    ValidationOutcome,
-)
+from provisioner.adapters.client import ReverseProvisioningOutcome, TechAdapterClient
+from provisioner.domain.descriptor import DeploymentUnit
 from provisioner.domain.rendering import DescriptorTexts, WireText
-from provisioner.domain.status import ComponentStatus, TaskAction
+from provisioner.domain.status import ComponentStatus, OperationType, TaskAction
 from provisioner.engine.ports import (
     AdapterDirectory,
     AdapterEndpoint,
     AdapterRequest,
     DescriptorKind,
     ProvisioningResult,
+    ValidationOutcome,
 )
 from provisioner.errors import AdapterError, ConflictError, InvalidRequestError, Problem
 from provisioner.offload import offload
-from provisioner.service.commands import read_unit, unregistered
-from provisioner.service.ports import SubmissionStore
+from provisioner.service.commands import read_target, read_unit, unregistered
+from provisioner.service.governance import Governance, PolicyRequest
+from provisioner.service.ports import PolicyCheck, SubmissionStore
 from provisioner.service.reads import Reads
 
 log = structlog.get_logger(__name__)
@@ -40,6 +39,21 @@ class ComponentValidation:
     errors: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class ValidationReport:
+    """Everything that would stop a deploy of a descriptor, or be noted on it: each adapter's
+    verdict, the policies' denials and warnings, and the warnings of reading the request."""
+
+    environment: str
+    components: list[ComponentValidation]
+    denials: tuple[Problem, ...] = ()
+    warnings: tuple[Problem, ...] = ()
+
+    @property
+    def valid(self) -> bool:
+        return not self.denials and all(item.valid for item in self.components)
+
+
 class AdapterCalls:
     """Pass-through calls to the adapter registered for a template in an environment."""
 
@@ -50,17 +64,47 @@ class AdapterCalls:
         adapters: TechAdapterClient,
         reads: Reads,
         submissions: SubmissionStore,
+        policies: PolicyCheck | None = None,
     ) -> None:
         self._directory = directory
         self._adapters = adapters
         self._reads = reads
         self._submissions = submissions
+        self._governance = Governance(policies)
 
     async def validate(
         self, document: object, *, environment: str | None, document_size: int = 0
     ) -> list[ComponentValidation]:
         """Ask every component's Tech Adapter to validate the descriptor, all at once."""
         unit, env = await offload(document_size, read_unit, document, environment, self._directory)
+        return await self._ask_adapters(unit, env)
+
+    async def report(
+        self,
+        document: object,
+        *,
+        environment: str | None,
+        document_size: int = 0,
+        principal: str | None = None,
+        warnings: tuple[Problem, ...] = (),
+    ) -> ValidationReport:
+        """Validate a descriptor as a deploy would: the service's own checks (a descriptor
+        that breaks them is ``InvalidDescriptorError``), then the policies and every adapter,
+        at once. Nothing is stored."""
+        target = await offload(document_size, read_target, document, environment, self._directory)
+        unit, env = target.unit, target.environment
+        descriptor_json = await offload(
+            document_size, json.dumps, unit.document, ensure_ascii=False
+        )
+        verdict, components = await asyncio.gather(
+            self._governance.verdict(
+                PolicyRequest(OperationType.DEPLOY, env, descriptor_json, principal=principal)
+            ),
+            self._ask_adapters(unit, env),
+        )
+        return ValidationReport(env, components, verdict.denials, (*warnings, *verdict.warnings))
+
+    async def _ask_adapters(self, unit: DeploymentUnit, env: str) -> list[ComponentValidation]:
         texts = DescriptorTexts(unit.document)
         checks: list[tuple[str, AdapterEndpoint, AdapterRequest]] = []
         if unit.infrastructure_template_id:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from provisioner.domain.status import OperationStatus, ReleaseStatus
+from provisioner.policies import PolicyVerdict
 from provisioner.store.submissions import NewOperation, ReleaseState
 from provisioner.store.views import EventView, OperationView, Page, PublicationView, ReleaseView
 
@@ -81,4 +82,12 @@ class WorkerHandle(Protocol):
 
     def cancel(self, operation_id: str) -> bool:
         """Cut the operation if this replica runs it."""
+        ...
+
+
+class PolicyCheck(Protocol):
+    """The service's policies (``policies.PolicyEngine``)."""
+
+    async def evaluate(self, input_json: str) -> PolicyVerdict:
+        """The policies' verdict on a request, given their input as JSON text."""
         ...

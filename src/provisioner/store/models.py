@@ -34,6 +34,7 @@ from provisioner.domain.status import (
     TaskAction,
     TaskStatus,
 )
+from provisioner.errors import Problem
 
 ID = 36  # operation ids are UUIDs
 NAME = 512  # deployment unit, component and template ids
@@ -102,6 +103,21 @@ class IdTuple(TypeDecorator[tuple[str, ...]]):
         return tuple(value or ())
 
 
+class ProblemTuple(TypeDecorator[tuple[Problem, ...]]):
+    """Problems (``{path, message}``) stored as a JSON list, read back as a tuple of them."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if not value:
+            return None
+        return [{"path": item.path, "message": item.message} for item in value]
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> tuple[Problem, ...]:
+        return tuple(Problem(str(item["path"]), str(item["message"])) for item in value or ())
+
+
 ACTIVE = text("status IN ('PENDING', 'RUNNING')")
 
 
@@ -128,6 +144,12 @@ class OperationRow(Base):
     descriptor: Mapped[str | None] = mapped_column(Text)  # the unit descriptor, as JSON text
     error: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # What was noticed on submission without stopping it: the descriptor loader's warnings and
+    # the policies' warn messages.
+    warnings: Mapped[tuple[Problem, ...]] = mapped_column(ProblemTuple, nullable=True)
+    # The release's status when the operation was submitted: an operation that touched nothing
+    # (refused by validation, cancelled before anything ran) leaves the release so.
+    release_status_before: Mapped[ReleaseStatus | None] = mapped_column(EnumText(ReleaseStatus))
     owner: Mapped[str | None] = mapped_column(String(200))
     replica_id: Mapped[str | None] = mapped_column(String(100))
     fencing: Mapped[int] = mapped_column(Integer, default=0)
@@ -175,6 +197,7 @@ class TaskRow(Base):
     private_info: Mapped[Any | None] = mapped_column(JsonValue)
     logs: Mapped[Any | None] = mapped_column(JsonValue)
     error: Mapped[Any | None] = mapped_column(JsonValue)
+    validation: Mapped[Any | None] = mapped_column(JsonValue)  # the adapter's verdict, if asked
 
 
 class EventRow(Base):

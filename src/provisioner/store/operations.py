@@ -21,6 +21,7 @@ from provisioner.domain.status import (
     TaskStatus,
     component_after,
     release_verdict,
+    touched,
 )
 from provisioner.engine.ports import (
     COMPONENT_PROGRESS,
@@ -578,17 +579,21 @@ def settle_release(
 ) -> ReleaseStatus:
     """Derive and store the release status once an operation has ended.
 
-    A deploy that ran becomes the release's last deploy (its version and descriptor).
+    A deploy that ran and touched something (``domain.status.touched``: one of its tasks
+    started) becomes the release's last deploy (its version and descriptor); one that touched
+    nothing leaves the release as it was before it.
     """
     _lock_release(conn, header.deployment_unit_id, header.environment)
-    verdict = _verdict(conn, header.deployment_unit_id, header.environment, outcome)
+    verdict, changed = _verdict(
+        conn, header.deployment_unit_id, header.environment, header.id, outcome
+    )
     changes: dict[str, Any] = {
         "status": verdict.status,
         "status_reason": verdict.reason,
         "last_operation_id": header.id,
         "updated_at": now,
     }
-    if header.type is OperationType.DEPLOY and ran:
+    if header.type is OperationType.DEPLOY and ran and changed:
         changes.update(version=header.version, descriptor_operation_id=header.id)
     elif verdict.status is ReleaseStatus.NOT_DEPLOYED:
         changes["version"] = None
@@ -607,8 +612,12 @@ def refresh_release(
     last = conn.execute(
         select(operations.c.status).where(operations.c.id == last_operation_id)
     ).scalar_one_or_none()
-    verdict = _verdict(
-        conn, deployment_unit_id, environment, OperationStatus.SUCCEEDED if last is None else last
+    verdict, _ = _verdict(
+        conn,
+        deployment_unit_id,
+        environment,
+        last_operation_id,
+        OperationStatus.SUCCEEDED if last is None else last,
     )
     conn.execute(
         update(releases)
@@ -637,8 +646,14 @@ def _lock_release(conn: Connection, deployment_unit_id: str, environment: str) -
 
 
 def _verdict(
-    conn: Connection, deployment_unit_id: str, environment: str, last_operation: OperationStatus
-) -> ReleaseVerdict:
+    conn: Connection,
+    deployment_unit_id: str,
+    environment: str,
+    operation_id: str,
+    last_operation: OperationStatus,
+) -> tuple[ReleaseVerdict, bool]:
+    """The release's verdict after ``operation_id`` (its last operation) ended with
+    ``last_operation``, and whether that operation touched anything (``domain.status``)."""
     statuses = conn.execute(
         select(components.c.status).where(
             components.c.deployment_unit_id == deployment_unit_id,
@@ -646,8 +661,20 @@ def _verdict(
             or_(components.c.member, components.c.status != ComponentStatus.NOT_DEPLOYED),
         )
     ).scalars()
-    return release_verdict(
+    before = conn.execute(
+        select(operations.c.release_status_before).where(operations.c.id == operation_id)
+    ).scalar()
+    attempts = conn.execute(
+        select(tasks.c.attempts)
+        .where(tasks.c.operation_id == operation_id, tasks.c.attempts > 0)
+        .limit(1)
+    ).scalars()
+    changed = touched(attempts)
+    verdict = release_verdict(
         statuses,
         last_operation=last_operation,
         publication=publication_state(conn, deployment_unit_id, environment),
+        touched=changed,
+        before=before,
     )
+    return verdict, changed

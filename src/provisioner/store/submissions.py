@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -62,6 +62,7 @@ class ReleaseState:
     active_operation_id: str | None = None
     last_started_operation_id: str | None = None
     components: dict[str, ComponentState] = field(default_factory=dict)
+    descriptor_operation_id: str | None = None  # the release's last deploy
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,9 @@ class NewOperation:
     retry_of: str | None = None
     components: tuple[ComponentState, ...] = ()
     warnings: tuple[Problem, ...] = ()
+    # Said on the operation's first event (PENDING): how the request was read, such as the
+    # environment a descriptor was promoted from.
+    detail: dict[str, Any] | None = None
 
     def view(self) -> OperationView:
         """The operation as it is stored: PENDING, every task WAITING."""
@@ -114,6 +118,7 @@ class Submissions:
         columns = [
             releases.c.version.label("release_version"),
             releases.c.last_operation_id.label("release_last_operation_id"),
+            releases.c.descriptor_operation_id.label("release_descriptor_operation_id"),
             active.label("active_operation_id"),
             last_started.label("last_started_operation_id"),
             *components.c,
@@ -133,6 +138,7 @@ class Submissions:
             active_operation_id=first.active_operation_id,
             last_started_operation_id=first.last_started_operation_id,
             components={state.component_id: state for state in records(ComponentState, present)},
+            descriptor_operation_id=first.release_descriptor_operation_id,
         )
 
     async def submit(
@@ -148,12 +154,13 @@ class Submissions:
         def work(conn: Connection) -> None:
             current = _lock_release(conn, unit_id, environment, lock=not self._db.is_sqlite)
             _refuse_if_active(conn, unit_id, environment)
-            if based_on is not None and current != based_on.last_operation_id:
+            last = current.last_operation_id if current is not None else None
+            if based_on is not None and last != based_on.last_operation_id:
                 raise ReleaseChangedError(
                     f"the release of {unit_id!r} in {environment!r} changed while the request "
                     "was planned"
                 )
-            self._insert(conn, new)
+            self._insert(conn, new, release_status=current.status if current else None)
 
         for attempt in (1, 2):
             try:
@@ -169,7 +176,9 @@ class Submissions:
                     raise
         raise AssertionError("unreachable")
 
-    def _insert(self, conn: Connection, new: NewOperation) -> None:
+    def _insert(
+        self, conn: Connection, new: NewOperation, *, release_status: ReleaseStatus | None
+    ) -> None:
         header = new.header
         now = header.created_at
         conn.execute(
@@ -179,6 +188,8 @@ class Submissions:
                 requested_components=new.requested_components,
                 retry_of=new.retry_of,
                 descriptor=new.descriptor_json,
+                warnings=new.warnings,
+                release_status_before=release_status,
                 cancel_requested=False,
                 fencing=0,
                 updated_at=now,
@@ -204,7 +215,9 @@ class Submissions:
             insert(events),
             [
                 event_values(
-                    header.id, Event(None, None, OperationStatus.PENDING, now), header.requested_by
+                    header.id,
+                    Event(None, None, OperationStatus.PENDING, now, new.detail),
+                    header.requested_by,
                 )
             ],
         )
@@ -293,16 +306,18 @@ class Submissions:
 
 def _lock_release(
     conn: Connection, deployment_unit_id: str, environment: str, *, lock: bool
-) -> str | None:
-    """The release's last operation (None if there is no release yet), its row locked until
-    commit on PostgreSQL so that submissions for one release are serialised (SQLite's BEGIN
-    IMMEDIATE already serialises every write)."""
-    query = select(releases.c.last_operation_id).where(
+) -> Row[Any, Any] | None:
+    """The release's last operation and status (None if there is no release yet), its row
+    locked until commit on PostgreSQL so that submissions for one release are serialised
+    (SQLite's BEGIN IMMEDIATE already serialises every write)."""
+    query = select(releases.c.last_operation_id, releases.c.status).where(
         releases.c.deployment_unit_id == deployment_unit_id,
         releases.c.environment == environment,
     )
-    last: str | None = conn.execute(query.with_for_update() if lock else query).scalar()
-    return last
+    row: Row[Any, Any] | None = conn.execute(
+        query.with_for_update() if lock else query
+    ).one_or_none()
+    return row
 
 
 def _refuse_if_active(conn: Connection, deployment_unit_id: str, environment: str) -> None:

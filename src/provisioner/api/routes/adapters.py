@@ -59,15 +59,31 @@ async def update_acl(
     response_model=ValidationOut,
     responses=problems(400, 413, 415, 422),
     openapi_extra=DESCRIPTOR_BODY,
-    summary="Validate a descriptor with every component's Tech Adapter (nothing is deployed)",
-    dependencies=[VALIDATE_ACCESS],
+    summary="Validate a descriptor as a deploy would: the service's checks, the policies and "
+    "every component's Tech Adapter (nothing is deployed)",
 )
-async def validate(given: DeployInputDep, adapter_calls: AdapterCallsDep) -> ValidationOut:
-    results = await adapter_calls.validate(
-        given.document, environment=given.environment, document_size=given.size
+async def validate(
+    principal: Annotated[Principal, VALIDATE_ACCESS],
+    given: DeployInputDep,
+    adapter_calls: AdapterCallsDep,
+) -> ValidationOut:
+    """A descriptor that breaks the service's own rules is 422; otherwise 200 with every
+    adapter's verdict and every policy message (``valid`` is false if any would refuse it)."""
+    report = await adapter_calls.report(
+        given.document,
+        environment=given.environment,
+        document_size=given.size,
+        principal=principal.name,
+        warnings=given.warnings,
     )
     return ValidationOut.model_validate(
-        {"valid": all(item.valid for item in results), "components": results}
+        {
+            "valid": report.valid,
+            "environment": report.environment,
+            "components": report.components,
+            "denials": report.denials,
+            "warnings": report.warnings,
+        }
     )
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import JSONResponse
 
 from provisioner.api.deps import CommandsDep, ReadsDep, problems
 from provisioner.api.params import CheckedId, IdQuery
-from provisioner.api.schemas import EventList, OperationOut, OperationPage
+from provisioner.api.schemas import DryRunOut, EventList, OperationOut, OperationPage
 from provisioner.api.security import (
     DEPLOY_TARGET,
     OPERATION_TARGET,
@@ -16,10 +17,12 @@ from provisioner.api.security import (
     UNDEPLOY_TARGET,
     AuthenticatedRoute,
     DeployInputDep,
+    DryRunQuery,
     UndeployBodyDep,
 )
 from provisioner.auth.scopes import Principal
 from provisioner.domain.status import OperationStatus
+from provisioner.service.dryrun import DryRun
 from provisioner.store.views import OperationView
 
 router = APIRouter(prefix="/v1", route_class=AuthenticatedRoute, responses=problems(401, 403))
@@ -56,16 +59,28 @@ DESCRIPTOR_BODY: dict[str, Any] = {
 }
 
 
+# ``?dryRun=true``: every check of the real request, then the plan it would store, answered
+# 200; nothing is stored and no adapter is called.
+DRY_RUN_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {"model": DryRunOut, "description": "dryRun=true: the plan; nothing was stored"}
+}
+
+
 def _accepted(response: Response, view: OperationView) -> OperationOut:
     response.headers["Location"] = f"/v1/operations/{view.id}"
     return OperationOut.model_validate(view)
+
+
+def _planned(dry_run: DryRun) -> JSONResponse:
+    body = DryRunOut.model_validate({"plan": dry_run, "warnings": dry_run.warnings})
+    return JSONResponse(body.model_dump(mode="json", by_alias=True))
 
 
 @router.post(
     "/deployments",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=OperationOut,
-    responses=problems(400, 409, 413, 415, 422, 503),
+    responses={**DRY_RUN_ANSWER, **problems(400, 409, 413, 415, 422, 503)},
     openapi_extra=DESCRIPTOR_BODY,
     summary="Deploy a deployment unit (or some of its components)",
 )
@@ -74,8 +89,12 @@ async def deploy(
     given: DeployInputDep,
     response: Response,
     commands: CommandsDep,
-) -> OperationOut:
-    view = await commands.deploy(
+    dry_run: DryRunQuery = False,
+) -> OperationOut | JSONResponse:
+    """The request's environment (query, body or the descriptor's own) is the target: a
+    descriptor for another environment is promoted to it."""
+    submit = commands.dry_run_deploy if dry_run else commands.deploy
+    result = await submit(
         given.document,
         environment=given.environment,
         components=given.components,
@@ -83,14 +102,16 @@ async def deploy(
         principal=principal.name,
         warnings=given.warnings,
     )
-    return _accepted(response, view)
+    if isinstance(result, DryRun):
+        return _planned(result)
+    return _accepted(response, result)
 
 
 @router.post(
     "/undeployments",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=OperationOut,
-    responses=problems(400, 404, 409, 413, 422, 503),
+    responses={**DRY_RUN_ANSWER, **problems(400, 404, 409, 413, 422, 503)},
     summary="Undeploy a deployment unit (or some of its components)",
 )
 async def undeploy(
@@ -98,15 +119,19 @@ async def undeploy(
     body: UndeployBodyDep,
     response: Response,
     commands: CommandsDep,
-) -> OperationOut:
-    view = await commands.undeploy(
+    dry_run: DryRunQuery = False,
+) -> OperationOut | JSONResponse:
+    submit = commands.dry_run_undeploy if dry_run else commands.undeploy
+    result = await submit(
         body.deployment_unit_id,
         environment=body.environment,
         remove_data=body.remove_data,
         components=body.components,
         principal=principal.name,
     )
-    return _accepted(response, view)
+    if isinstance(result, DryRun):
+        return _planned(result)
+    return _accepted(response, result)
 
 
 @router.get(
