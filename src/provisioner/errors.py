@@ -22,7 +22,8 @@
     │   ├── AdapterTransientError    may pass if repeated (connect error, 502/503/504, reset)
     │   └── AdapterTimeoutError      the adapter took longer than its timeoutSeconds
     ├── LeaseLostError               another owner took the operation over (fencing)
-    └── DatabaseUnavailableError     the database cannot be reached right now
+    ├── DatabaseUnavailableError     the database cannot be reached right now
+    └── AtCapacityError              this replica has no room for it now (open event streams)
 
 HTTP status codes are assigned in the API layer only (``provisioner.api.problems``).
 """
@@ -181,3 +182,11 @@ class LeaseLostError(ProvisionerError):
 
 class DatabaseUnavailableError(ProvisionerError):
     """The database cannot be reached (connection refused or lost); retry later."""
+
+
+class AtCapacityError(ProvisionerError):
+    """This replica is at a bound it keeps (such as open event streams); retry later."""
+
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds

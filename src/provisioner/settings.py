@@ -96,6 +96,23 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # Observability: live event streams and metrics.
+    max_event_streams: int = Field(
+        default=100, ge=1, description="event streams (text/event-stream) open per replica"
+    )
+    event_stream_ping_seconds: float = Field(
+        default=15.0, gt=0, description="keep-alive comment interval on an idle event stream"
+    )
+    event_stream_poll_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="how often a stream looks for new events without notifications (SQLite, "
+        "or PostgreSQL while the listening connection is down)",
+    )
+    metrics_refresh_seconds: float = Field(
+        default=15.0, gt=0, description="how often the database-wide gauges are read"
+    )
+
     # --- authentication and authorisation (README "Security") ---------------------------
     # "off" is accepted only when the service listens on a loopback address.
     auth: Literal["on", "off"] = "on"

@@ -14,6 +14,7 @@ import yaml
 
 from tests.conftest import ServiceFactory
 from tests.processes import ServiceProcess
+from tests.streams import scrape, value
 from tests.support import MOCK, component, finished_operation, unit, write_registry
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -80,6 +81,8 @@ async def test_a_deploy_the_policies_deny_is_refused_with_each_message(
     }
     listing = await governed.get("/v1/operations", params={"deploymentUnitId": document["id"]})
     assert listing.json()["items"] == []
+    text = await scrape(governed)
+    assert value(text, "provisioner_policy_denials_total", policy="provisioner.dataproduct") == 1
 
 
 async def test_policy_warnings_are_stored_with_the_operation(

@@ -23,6 +23,7 @@ from tests.marketplace import (
     release_becomes,
     release_of,
 )
+from tests.streams import scrape, value
 from tests.support import ServerThread, component, finished_operation, submit, unit, wait_until
 
 
@@ -137,6 +138,11 @@ async def test_the_release_is_in_progress_while_delivery_fails_then_deployed(
         (item,) = await publications(client, unit_id)
         assert item["deliveries"][0]["status"] == "DELIVERED"
         assert item["deliveries"][0]["attempts"] >= 3
+        text = await scrape(client)
+    refused = {"outcome": "failed", "reason": "http"}
+    assert value(text, "provisioner_marketplace_deliveries_total", **refused) >= 2
+    delivered = {"outcome": "delivered", "reason": ""}
+    assert value(text, "provisioner_marketplace_deliveries_total", **delivered) == 1
     received = await market_events(market)
     assert [event["body"]["event"] for event in received["events"]] == ["DEPLOYED"]
     assert len(received["rejected"]) >= 2

@@ -14,11 +14,13 @@ from provisioner.domain.status import (
     ComponentStatus,
     OperationStatus,
     OperationType,
+    TaskAction,
     TaskStatus,
 )
 from provisioner.engine.ports import (
     Accepted,
     AdapterEndpoint,
+    AdapterErrorKind,
     AdapterRequest,
     ClaimedOperation,
     ComponentState,
@@ -382,3 +384,36 @@ class FakeWorker:
     def cancel(self, operation_id: str) -> bool:
         self.cancelled.append(operation_id)
         return True
+
+
+class RecordingObserver:
+    """An ``EngineObserver`` (and the adapter client's and service's observers) that keeps
+    what it is told, as tuples."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, ...]] = []
+
+    def of(self, kind: str) -> list[tuple[Any, ...]]:
+        return [item[1:] for item in self.seen if item[0] == kind]
+
+    def operation_submitted(self, header: OperationHeader) -> None:
+        self.seen.append(("submitted", header.id))
+
+    def operation_started(self, header: OperationHeader, *, resumed: bool) -> None:
+        self.seen.append(("started", header.id, resumed))
+
+    def operation_finished(self, header: OperationHeader, status: OperationStatus) -> None:
+        self.seen.append(("finished", header.id, status))
+
+    def task_finished(
+        self, endpoint: AdapterEndpoint, action: TaskAction, status: TaskStatus, seconds: float
+    ) -> None:
+        self.seen.append(("task", endpoint.infrastructure_template_id, action, status, seconds))
+
+    def adapter_error(
+        self, endpoint: AdapterEndpoint, kind: AdapterErrorKind, status_code: int | None = None
+    ) -> None:
+        self.seen.append(("error", endpoint.infrastructure_template_id, kind, status_code))
+
+    def fenced_writes_refused(self, count: int) -> None:
+        self.seen.append(("fenced", count))

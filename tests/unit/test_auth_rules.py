@@ -156,6 +156,8 @@ RULES = {
     "GET /v1/deployment-units/{deployment_unit_id}/environments/{environment}/publications": [
         "read"
     ],
+    "GET /metrics": ["read, or open by PROVISIONER_METRICS_AUTH=open"],
+    "GET /v1/tech-adapters": ["admin"],
     "GET /healthz": ["open"],
     "GET /readyz": ["open"],
     "GET /": ["open"],

@@ -273,3 +273,24 @@ def test_a_ticket_gives_its_slot_back_once_however_often_it_is_released() -> Non
     assert slots.in_use == 1
     assert not first.held
     assert second.held
+
+
+# --- usage, for metrics ----------------------------------------------------------------------
+
+
+async def test_usage_counts_the_slots_held_and_the_callers_waiting_per_key() -> None:
+    slots = Slots(3)
+    held = [slots.try_acquire("a", 2), slots.try_acquire("a", 2), slots.try_acquire("b", None)]
+    granted: list[str] = []
+    waiting = [queue(slots, "a", 2, granted, "a3"), queue(slots, "b", None, granted, "b2")]
+    await settle()
+    assert slots.usage() == {"a": (2, 1), "b": (1, 1)}
+    waiting[1].cancel()  # a cancelled waiter no longer counts
+    await settle()
+    assert slots.usage() == {"a": (2, 1), "b": (1, 0)}
+    for ticket in held:
+        assert ticket is not None
+        ticket.release()
+    await settle()
+    assert granted == ["a3"]
+    assert slots.usage() == {"a": (1, 0)}

@@ -18,11 +18,12 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
 
+from provisioner import correlation
 from provisioner.adapters.failures import (
     answer_error,
     error_body,
@@ -55,6 +56,7 @@ from provisioner.engine.ports import (
     JSON,
     Accepted,
     AdapterEndpoint,
+    AdapterErrorKind,
     AdapterRequest,
     ProvisioningResult,
     ValidationOutcome,
@@ -87,6 +89,55 @@ class ClientPolicy:
     max_answer_bytes: int = 16 * MiB
 
 
+class ExchangeObserver(Protocol):
+    """What the client reports of its HTTP exchanges with adapters (the service's metrics and
+    adapter health implement it). Called on the event loop for every request: keep it cheap."""
+
+    def exchange_started(self, endpoint: AdapterEndpoint) -> None:
+        """A request is about to be sent."""
+        ...
+
+    def exchange_ended(
+        self,
+        endpoint: AdapterEndpoint,
+        *,
+        seconds: float,
+        status_code: int | None,
+        error: AdapterErrorKind | None,
+        cause: str | None = None,
+    ) -> None:
+        """It ended after ``seconds``: answered ``status_code`` (None: no answer), failed as
+        ``error`` (None: a usable answer, or the caller was cancelled), ``cause`` in brief."""
+        ...
+
+    def adapter_error(
+        self, endpoint: AdapterEndpoint, kind: AdapterErrorKind, status_code: int | None = None
+    ) -> None:
+        """An answer received whole turned out unusable (``protocol``)."""
+        ...
+
+
+class _Unobserved:
+    def exchange_started(self, endpoint: AdapterEndpoint) -> None:
+        return None
+
+    def exchange_ended(
+        self,
+        endpoint: AdapterEndpoint,
+        *,
+        seconds: float,
+        status_code: int | None,
+        error: AdapterErrorKind | None,
+        cause: str | None = None,
+    ) -> None:
+        return None
+
+    def adapter_error(
+        self, endpoint: AdapterEndpoint, kind: AdapterErrorKind, status_code: int | None = None
+    ) -> None:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class ReverseProvisioningOutcome:
     succeeded: bool
@@ -102,8 +153,10 @@ class TechAdapterClient:
         policy: ClientPolicy | None = None,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        observer: ExchangeObserver | None = None,
     ) -> None:
         self._policy = policy or ClientPolicy()
+        self._observer: ExchangeObserver = observer or _Unobserved()
         self._transport = transport
         self._clients: dict[tuple[str, tuple[tuple[str, str], ...]], ShardedClient] = {}
 
@@ -123,12 +176,12 @@ class TechAdapterClient:
         if answer.status_code == 202:
             token = decode_token(answer.text)
             if token is None:
-                raise protocol_error(endpoint, "POST", path, answer, "202 without a usable token")
+                raise self._invalid(endpoint, "POST", path, answer, "202 without a usable token")
             return Accepted(token)
         if answer.status_code == 200:
-            status = _parse_status(endpoint, "POST", path, answer)
+            status = self._parse(endpoint, "POST", path, answer, WireProvisioningStatus)
             if status.status == "RUNNING":
-                raise protocol_error(endpoint, "POST", path, answer, "RUNNING without a token")
+                raise self._invalid(endpoint, "POST", path, answer, "RUNNING without a token")
             return _result(status)
         raise _error(endpoint, "POST", path, answer)
 
@@ -149,14 +202,14 @@ class TechAdapterClient:
             answer = await self._post(endpoint, "/v1/validate", body, idempotent=True)
             if answer.status_code != 200:
                 raise _error(endpoint, "POST", "/v1/validate", answer)
-            result = _parse(endpoint, "POST", "/v1/validate", answer, WireValidationResult)
+            result = self._parse(endpoint, "POST", "/v1/validate", answer, WireValidationResult)
             return _validation(result)
         answer = await self._post(endpoint, "/v2/validate", body, idempotent=True)
         if answer.status_code != 202:
             raise _error(endpoint, "POST", "/v2/validate", answer)
         token = decode_token(answer.text)
         if token is None:
-            raise protocol_error(endpoint, "POST", "/v2/validate", answer, "no usable token")
+            raise self._invalid(endpoint, "POST", "/v2/validate", answer, "no usable token")
         status = await self._poll(
             endpoint, f"/v2/validate/{quote(token, safe='')}/status", WireValidationStatus
         )
@@ -174,11 +227,13 @@ class TechAdapterClient:
         if answer.status_code == 202:
             token = decode_token(answer.text)
             if token is None:
-                raise protocol_error(endpoint, "POST", "/v1/updateacl", answer, "no token")
+                raise self._invalid(endpoint, "POST", "/v1/updateacl", answer, "no token")
             return await self.wait(endpoint, token)
         if answer.status_code != 200:
             raise _error(endpoint, "POST", "/v1/updateacl", answer)
-        return _result(_parse_status(endpoint, "POST", "/v1/updateacl", answer))
+        return _result(
+            self._parse(endpoint, "POST", "/v1/updateacl", answer, WireProvisioningStatus)
+        )
 
     async def reverse_provision(
         self, endpoint: AdapterEndpoint, body: JSON
@@ -189,12 +244,12 @@ class TechAdapterClient:
         if answer.status_code == 202:
             token = decode_token(answer.text)
             if token is None:
-                raise protocol_error(endpoint, "POST", path, answer, "no usable token")
+                raise self._invalid(endpoint, "POST", path, answer, "no usable token")
             status = await self._poll(
                 endpoint, f"{path}/{quote(token, safe='')}/status", WireReverseProvisioningStatus
             )
         elif answer.status_code == 200:
-            status = _parse(endpoint, "POST", path, answer, WireReverseProvisioningStatus)
+            status = self._parse(endpoint, "POST", path, answer, WireReverseProvisioningStatus)
         else:
             raise _error(endpoint, "POST", path, answer)
         return ReverseProvisioningOutcome(
@@ -232,13 +287,56 @@ class TechAdapterClient:
         path: str,
         **kwargs: Any,
     ) -> Answer:
-        """One request, its answer read whole but never beyond ``max_answer_bytes``."""
+        """One request, its answer read whole but never beyond ``max_answer_bytes``; it carries
+        the correlation headers of the work it is made for (``X-Request-Id``, ``traceparent``)."""
         limit = self._policy.max_answer_bytes
-        async with client.stream(method, path, **kwargs) as response:
-            try:
-                return await read_answer(response, limit=limit)
-            except AnswerTooLargeError as exc:
-                raise too_large(endpoint, method, path, exc) from None
+        kwargs["headers"] = {**kwargs.get("headers", {}), **correlation.outgoing_headers()}
+        observer = self._observer
+        observer.exchange_started(endpoint)
+        began = time.perf_counter()
+        status: int | None = None
+        error: AdapterErrorKind | None = None
+        cause: str | None = None
+        try:
+            async with client.stream(method, path, **kwargs) as response:
+                status = response.status_code
+                try:
+                    answer = await read_answer(response, limit=limit)
+                except AnswerTooLargeError as exc:
+                    error, cause = "protocol", "answer too large"
+                    raise too_large(endpoint, method, path, exc) from None
+        except httpx.HTTPError as exc:
+            error, cause = _error_kind(exc), type(exc).__name__
+            raise
+        finally:
+            if error is None and status is not None and status >= 400:
+                error = "http"
+            observer.exchange_ended(
+                endpoint,
+                seconds=time.perf_counter() - began,
+                status_code=status,
+                error=error,
+                cause=cause,
+            )
+        return answer
+
+    def _unusable(self, endpoint: AdapterEndpoint, error: AdapterError) -> AdapterError:
+        """``error``, about an answer received whole but unusable, noted as a protocol error."""
+        self._observer.adapter_error(endpoint, "protocol")
+        return error
+
+    def _invalid(
+        self, endpoint: AdapterEndpoint, method: str, path: str, answer: Answer, what: str
+    ) -> AdapterError:
+        return self._unusable(endpoint, protocol_error(endpoint, method, path, answer, what))
+
+    def _parse(
+        self, endpoint: AdapterEndpoint, method: str, path: str, answer: Answer, model: type[Any]
+    ) -> Any:
+        try:
+            return _parse(endpoint, method, path, answer, model)
+        except AdapterError as exc:
+            raise self._unusable(endpoint, exc) from None
 
     async def _post(
         self,
@@ -334,10 +432,14 @@ class TechAdapterClient:
         try:
             return model.model_validate(load_answer(answer.content))
         except UnstorableAnswerError as exc:
-            raise _unstorable(endpoint, "GET", path, answer, exc) from None
+            error = _unstorable(endpoint, "GET", path, answer, exc)
+            raise self._unusable(endpoint, error) from None
         except ValueError as exc:  # not JSON, or not the status model
-            error = protocol_error(
-                endpoint, "GET", path, answer, f"unreadable answer ({unreadable_reason(exc)})"
+            error = self._unusable(
+                endpoint,
+                protocol_error(
+                    endpoint, "GET", path, answer, f"unreadable answer ({unreadable_reason(exc)})"
+                ),
             )
             raise AdapterTransientError(error.message, detail=error.detail) from None
 
@@ -405,13 +507,6 @@ def _parse(
         ) from None
 
 
-def _parse_status(
-    endpoint: AdapterEndpoint, method: str, path: str, answer: Answer
-) -> WireProvisioningStatus:
-    status: WireProvisioningStatus = _parse(endpoint, method, path, answer, WireProvisioningStatus)
-    return status
-
-
 def _unstorable(
     endpoint: AdapterEndpoint, method: str, path: str, answer: Answer, exc: ValueError
 ) -> AdapterError:
@@ -420,3 +515,13 @@ def _unstorable(
 
 def _error(endpoint: AdapterEndpoint, method: str, path: str, answer: Answer) -> AdapterError:
     return answer_error(endpoint, method, path, answer, error_body(answer.content))
+
+
+def _error_kind(exc: httpx.HTTPError) -> AdapterErrorKind:
+    """Timeouts; answers that cannot be decoded (protocol); any other failure on the wire, a
+    connection refused, reset, or cut half-way through an answer (connection)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.DecodingError):
+        return "protocol"
+    return "connection"

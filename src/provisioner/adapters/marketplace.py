@@ -77,11 +77,15 @@ class MarketplaceClient:
                 return await self._post(endpoint, body, headers)
         except TimeoutError:
             return DeliveryOutcome(
-                False, error=f"no answer from {endpoint.url} within {self._timeout:g} s"
+                False,
+                error=f"no answer from {endpoint.url} within {self._timeout:g} s",
+                failure="timeout",
             )
         except httpx.HTTPError as exc:
             cause = printable(one_line(f"{type(exc).__name__}: {exc}"), limit=_SHOWN_BYTES)
-            return DeliveryOutcome(False, error=f"cannot deliver to {endpoint.url} ({cause})")
+            return DeliveryOutcome(
+                False, error=f"cannot deliver to {endpoint.url} ({cause})", failure="connection"
+            )
 
     async def _post(
         self, endpoint: MarketplaceEndpoint, body: bytes, headers: dict[str, str]
@@ -95,7 +99,7 @@ class MarketplaceClient:
         message = f"{endpoint.url} answered {response.status_code}"
         if shown:
             message += f": {shown}"
-        return DeliveryOutcome(False, response.status_code, message)
+        return DeliveryOutcome(False, response.status_code, message, failure="http")
 
 
 async def _start_of(response: httpx.Response) -> str:

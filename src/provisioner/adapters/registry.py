@@ -209,8 +209,24 @@ class AdapterRegistry:
         url = entry.environments.get(environment, entry.url)
         if url is None:
             return None
+        return self._endpoint(entry, url)
+
+    def endpoints(self) -> list[tuple[str | None, AdapterEndpoint]]:
+        """Every registered adapter, per environment: ``(environment, endpoint)``, where the
+        environment None stands for every environment without a URL of its own."""
+        listed: list[tuple[str | None, AdapterEndpoint]] = []
+        for entry in self._entries.values():
+            if entry.url is not None:
+                listed.append((None, self._endpoint(entry, entry.url)))
+            listed.extend(
+                (environment, self._endpoint(entry, url))
+                for environment, url in sorted(entry.environments.items())
+            )
+        return listed
+
+    def _endpoint(self, entry: _AdapterEntry, url: str) -> AdapterEndpoint:
         return AdapterEndpoint(
-            infrastructure_template_id=template_id,
+            infrastructure_template_id=entry.infrastructure_template_id,
             url=url,
             timeout_seconds=entry.timeout_seconds or self._default_timeout,
             max_concurrency=entry.max_concurrency,

@@ -18,6 +18,7 @@ from provisioner.adapters.client import ClientPolicy, TechAdapterClient
 from provisioner.adapters.marketplace import MarketplaceClient
 from provisioner.adapters.registry import AdapterRegistry
 from provisioner.api.limits import RequestLimitsMiddleware
+from provisioner.api.observability import ObservabilityMiddleware
 from provisioner.api.problems import install_problem_handlers, problem_documents
 from provisioner.api.routes import router
 from provisioner.api.routes.ui import mount_assets
@@ -31,15 +32,19 @@ from provisioner.engine.publisher import Publisher, PublisherConfig
 from provisioner.engine.worker import Worker, WorkerConfig, utc_now
 from provisioner.errors import ConfigurationError, DatabaseUnavailableError
 from provisioner.policies import PolicyEngine
-from provisioner.service import AdapterCalls, Commands, Reads, Services
+from provisioner.service import AdapterCalls, Commands, EventStreams, Reads, Services
 from provisioner.settings import Settings
+from provisioner.store.activity import read_activity
 from provisioner.store.database import Database
 from provisioner.store.migrate import current_revision, head_revision, migrate
+from provisioner.store.notifications import EventWakeups
 from provisioner.store.operations import SqlOperationStore
 from provisioner.store.publications import SqlPublicationStore
 from provisioner.store.queries import Queries
 from provisioner.store.replicas import SqlReplicas
 from provisioner.store.submissions import Submissions
+from provisioner.telemetry.metrics import Metrics
+from provisioner.telemetry.refresh import ActivityRefresher
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +57,12 @@ class Runtime:
     adapters: TechAdapterClient
     worker: Worker
     services: Services
+    # Observability: what /metrics and /v1/tech-adapters read, and the tasks behind them.
+    replica_id: str
+    registry: AdapterRegistry
+    metrics: Metrics
+    wakeups: EventWakeups
+    refresher: ActivityRefresher
     publishing: Publishing | None = None
     identity: ReplicaIdentity | None = None
     authenticator: Authenticator | None = None
@@ -72,6 +83,7 @@ class Publishing:
         registry: AdapterRegistry,
         database: Database,
         failpoints: Failpoints,
+        metrics: Metrics,
     ) -> Publishing | None:
         if not registry.marketplaces:
             return None
@@ -84,6 +96,7 @@ class Publishing:
             marketplaces=client,
             endpoints=registry.marketplaces,
             config=settings.configure(PublisherConfig, failpoints=failpoints),
+            observer=metrics,
         )
         publisher.start()
         return cls(publisher, client)
@@ -112,9 +125,13 @@ def client_policy(settings: Settings) -> ClientPolicy:
 
 
 async def start_runtime(
-    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    metrics: Metrics | None = None,
 ) -> Runtime:
     """Load the registry and the policies, migrate the database, start the worker."""
+    metrics = metrics or Metrics(replica_id=settings.replica_id, version=__version__)
     registry = load_registry(settings)
     # A policy that cannot be used stops the service here, naming its file and line.
     policies = await PolicyEngine.load(settings.policies) if settings.policies else None
@@ -128,14 +145,14 @@ async def start_runtime(
         read_pool_size=settings.database_read_pool_size,
     )
     await migrate(database)
-    adapters = TechAdapterClient(client_policy(settings), transport=transport)
+    adapters = TechAdapterClient(client_policy(settings), transport=transport, observer=metrics)
     try:
         identity = await hold_replica_id(settings, database)
     except BaseException:
         await database.dispose()
         raise
     failpoints = Failpoints(settings.failpoints)
-    publishing = Publishing.start(settings, registry, database, failpoints)
+    publishing = Publishing.start(settings, registry, database, failpoints, metrics)
     worker = Worker(
         store=SqlOperationStore(
             database, marketplaces=[marketplace.name for marketplace in registry.marketplaces]
@@ -144,11 +161,16 @@ async def start_runtime(
         directory=registry,
         config=settings.configure(WorkerConfig, failpoints=failpoints),
         on_finished=publishing.publisher.wake if publishing else None,
+        observer=metrics,
     )
     identity.start()
     worker.start()
-    reads = Reads(Queries(database))
+    queries = Queries(database)
+    reads = Reads(queries)
     submissions = Submissions(database)
+    wakeups = EventWakeups(database, poll_seconds=settings.event_stream_poll_seconds)
+    wakeups.start()
+    streams = EventStreams(log=queries, wakeups=wakeups, max_streams=settings.max_event_streams)
     services = Services(
         commands=Commands(
             directory=registry,
@@ -157,6 +179,7 @@ async def start_runtime(
             worker=worker,
             clock=utc_now,
             policies=policies,
+            observer=metrics,
         ),
         reads=reads,
         adapter_calls=AdapterCalls(
@@ -165,8 +188,15 @@ async def start_runtime(
             reads=reads,
             submissions=submissions,
             policies=policies,
+            observer=metrics,
         ),
+        streams=streams,
     )
+    refresher = ActivityRefresher(
+        lambda: read_activity(database), metrics, interval_seconds=settings.metrics_refresh_seconds
+    )
+    refresher.start()
+    _watch(metrics, registry=registry, worker=worker, streams=streams, wakeups=wakeups)
     authenticator = build_authenticator(settings, database)
     log.info(
         "service_started",
@@ -181,7 +211,52 @@ async def start_runtime(
         validate_before_deploy=settings.validate_before_deploy,
     )
     return Runtime(
-        database, adapters, worker, services, publishing, identity, authenticator, policies
+        database,
+        adapters,
+        worker,
+        services,
+        replica_id=settings.replica_id,
+        registry=registry,
+        metrics=metrics,
+        wakeups=wakeups,
+        refresher=refresher,
+        publishing=publishing,
+        identity=identity,
+        authenticator=authenticator,
+        policies=policies,
+    )
+
+
+def _watch(
+    metrics: Metrics,
+    *,
+    registry: AdapterRegistry,
+    worker: Worker,
+    streams: EventStreams,
+    wakeups: EventWakeups,
+) -> None:
+    """The gauges read from this replica when scraped."""
+    templates = {
+        endpoint.key: endpoint.infrastructure_template_id for _, endpoint in registry.endpoints()
+    }
+    metrics.watch_adapters(templates, worker.slot_usage)
+    metrics.live(
+        "replica_operations_running",
+        "Operations this replica runs now",
+        (),
+        lambda: [((), float(worker.running))],
+    )
+    metrics.live(
+        "event_streams_open",
+        "Event streams (text/event-stream) open on this replica",
+        (),
+        lambda: [((), float(streams.open_streams))],
+    )
+    metrics.live(
+        "event_listener_connected",
+        "1 while this replica LISTENs for event notifications (PostgreSQL, while streams are open)",
+        (),
+        lambda: [((), float(wakeups.connected))],
     )
 
 
@@ -203,6 +278,8 @@ async def stop_runtime(
     """Stop the worker and the publisher together, each within its grace period: what either
     leaves (an operation, an event) is durable and taken up by another replica or the next
     start. ``delivery_grace_seconds`` (default ``grace_seconds``) bounds the deliveries."""
+    await runtime.refresher.close()
+    await runtime.wakeups.close()
     stopping = [runtime.worker.stop(grace_seconds=grace_seconds)]
     if runtime.publishing is not None:
         delivery_grace = grace_seconds if delivery_grace_seconds is None else delivery_grace_seconds
@@ -233,10 +310,11 @@ def create_app(
     problem = exposure_problem(auth=settings.auth, host=settings.host)
     if problem is not None:
         raise ConfigurationError(problem)
+    metrics = Metrics(replica_id=settings.replica_id, version=__version__)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await start_runtime(settings, transport=transport)
+        runtime = await start_runtime(settings, transport=transport, metrics=metrics)
         app.state.runtime = runtime
         app.state.services = runtime.services
         app.state.authenticator = runtime.authenticator
@@ -262,9 +340,13 @@ def create_app(
     )
     # Read by api.body: aliases may not expand a descriptor past what a body may be.
     app.state.max_body_bytes = settings.max_body_bytes
+    app.state.metrics = metrics
+    app.state.stream_ping_seconds = settings.event_stream_ping_seconds
     install_problem_handlers(app)
     _publish_problems(app)
     app.add_middleware(RequestLimitsMiddleware, limit=settings.max_body_bytes)
+    # Outermost: every answer, refusals of the limits included, is correlated and measured.
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     app.include_router(router)
     mount_assets(app)
     _add_health(app)

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from provisioner.api.schemas import ProblemOut
 from provisioner.service import AdapterCalls, Commands, Reads, Services
+from provisioner.service.streams import EventStreams
 
 # Dependencies are coroutines: FastAPI runs a plain function in its thread pool, a hop per
 # request that cost ~5% of a replica's CPU under load.
@@ -30,7 +31,12 @@ async def _adapter_calls(request: Request) -> AdapterCalls:
     return _services(request).adapter_calls
 
 
+async def _streams(request: Request) -> EventStreams:
+    return _services(request).streams
+
+
 CommandsDep = Annotated[Commands, Depends(_commands)]
+StreamsDep = Annotated[EventStreams, Depends(_streams)]
 ReadsDep = Annotated[Reads, Depends(_reads)]
 AdapterCallsDep = Annotated[AdapterCalls, Depends(_adapter_calls)]
 

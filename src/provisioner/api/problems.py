@@ -10,8 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from provisioner import correlation
 from provisioner.errors import (
     AdapterError,
+    AtCapacityError,
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
@@ -56,6 +58,7 @@ _TABLE: list[tuple[type[ProvisionerError], int, str, str]] = [
         "identity-provider-unavailable",
         "Identity provider unavailable",
     ),
+    (AtCapacityError, 503, "at-capacity", "At capacity"),
     (AdapterError, 502, "adapter-error", "Tech Adapter error"),
     (PolicyError, 500, "policy-error", "A policy failed"),
     (ConfigurationError, 500, "configuration-error", "Configuration error"),
@@ -115,9 +118,12 @@ def _provisioner_error(request: Request, exc: Exception) -> JSONResponse:
         extra["adapterError"] = exc.detail
     if isinstance(exc, PermissionDeniedError):
         extra["requiredScope"] = exc.scope
+    headers = _challenge(exc)
+    if isinstance(exc, AtCapacityError):
+        headers = {"Retry-After": str(exc.retry_after_seconds)}
     if status >= 500:
         log.warning("request_failed", path=request.url.path, error=exc.message)
-    return problem(status, slug, title, detail, headers=_challenge(exc), **extra)
+    return problem(status, slug, title, detail, headers=headers, **extra)
 
 
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -146,7 +152,12 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled_error", path=request.url.path, exc_info=exc)
-    return problem(500, "internal-error", "Internal error", "an unexpected error occurred")
+    # Answered outside the middleware that sets it on every other answer.
+    current = correlation.current()
+    headers = {"X-Request-Id": current.request_id} if current is not None else None
+    return problem(
+        500, "internal-error", "Internal error", "an unexpected error occurred", headers=headers
+    )
 
 
 def problem_documents(schema: dict[str, Any]) -> dict[str, Any]:

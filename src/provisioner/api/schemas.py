@@ -83,6 +83,13 @@ class OperationOut(Schema):
     )
     retry_of: str | None
     requested_by: str | None = Field(description="who asked: a token's name or a JWT's subject")
+    request_id: str | None = Field(
+        default=None,
+        description="the X-Request-Id of the request that submitted it; its adapter calls carry it",
+    )
+    trace_id: str | None = Field(
+        default=None, description="the W3C trace id of that request; its adapter calls carry it"
+    )
     cancel_requested: bool
     error: str | None
     created_at: datetime
@@ -312,3 +319,41 @@ class Health(Schema):
     status: str
     database: str | None = None
     revision: str | None = None
+
+
+class LatencyOut(Schema):
+    samples: int = Field(description="answered requests the percentiles are taken over")
+    p50: float | None
+    p90: float | None
+    p99: float | None
+
+
+class AdapterErrorOut(Schema):
+    kind: Literal["http", "timeout", "connection", "protocol"]
+    status_code: int | None
+    cause: str | None
+    at: datetime
+
+
+class TechAdapterOut(Schema):
+    infrastructure_template_id: str
+    environment: str | None = Field(description="null: every environment without a URL of its own")
+    url: str = Field(description="without credentials")
+    timeout_seconds: float
+    max_concurrency: int | None
+    requests: int = Field(description="HTTP requests sent (by this replica, since it started)")
+    errors: int = Field(description="of which failed, or answered unusably")
+    requests_in_flight: int = Field(description="HTTP requests awaiting an answer now")
+    calls_in_flight: int = Field(description="adapter operations in progress (holding a slot)")
+    calls_waiting: int = Field(description="adapter operations waiting for a slot")
+    last_success_at: datetime | None
+    last_error: AdapterErrorOut | None
+    latency_seconds: LatencyOut = Field(
+        validation_alias=AliasChoices("latency", "latency_seconds"),
+        description="of the most recent answered requests",
+    )
+
+
+class TechAdapterList(Schema):
+    replica_id: str = Field(description="the replica that answered: the figures are its own")
+    items: list[TechAdapterOut]

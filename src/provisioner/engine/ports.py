@@ -232,6 +232,10 @@ class OperationHeader:
     # Who asked for it (an API token's name or a JWT's subject); its events are recorded as
     # done on their behalf.
     requested_by: str | None = None
+    # The request that submitted it (``X-Request-Id``) and its W3C trace id: the adapter calls
+    # made for it in the background carry them, so that adapters' logs join the request's.
+    request_id: str | None = None
+    trace_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -374,6 +378,8 @@ class DeliveryOutcome:
     acknowledged: bool
     status_code: int | None = None
     error: str | None = None
+    # Why not, for metrics: an error answer, none in time, no connection, or an unusable one.
+    failure: AdapterErrorKind | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -488,3 +494,79 @@ class ReplicaRegistry(Protocol):
     async def deregister(self, hold: ReplicaHold) -> None:
         """Let go of the id (at shutdown), so that a new process may take it at once."""
         ...
+
+
+# --- Observation ---------------------------------------------------------------------------
+
+# How a Tech Adapter call failed: an error answer (``http``, with its status code), no answer in
+# time (``timeout``), no connection or a broken one (``connection``), or an answer that is not
+# what the API promises (``protocol``: unreadable, unstorable, too large, missing token).
+AdapterErrorKind = Literal["http", "timeout", "connection", "protocol"]
+
+
+class EngineObserver(Protocol):
+    """What the engine reports as it runs (the service's metrics implement it). Every method
+    is called on the event loop, on the hot path: implementations must be cheap and never
+    raise."""
+
+    def operation_started(self, header: OperationHeader, *, resumed: bool) -> None:
+        """A replica claimed the operation: for the first time, or ``resumed`` after another
+        owner (a lease takeover, or a hand-back at shutdown)."""
+        ...
+
+    def operation_finished(self, header: OperationHeader, status: OperationStatus) -> None:
+        """The operation ended with ``status`` (recorded)."""
+        ...
+
+    def task_finished(
+        self, endpoint: AdapterEndpoint, action: TaskAction, status: TaskStatus, seconds: float
+    ) -> None:
+        """A task's adapter call (POST and polling) ended after ``seconds``."""
+        ...
+
+    def adapter_error(
+        self, endpoint: AdapterEndpoint, kind: AdapterErrorKind, status_code: int | None = None
+    ) -> None:
+        """An adapter failed a call in a way only the engine sees (its time limit passed)."""
+        ...
+
+    def fenced_writes_refused(self, count: int) -> None:
+        """``count`` writes (state or lease renewals) were refused: another owner took over."""
+        ...
+
+    def publication_delivered(self) -> None:
+        """A Market Plane acknowledged a release event."""
+        ...
+
+    def publication_failed(self, reason: AdapterErrorKind) -> None:
+        """A delivery attempt to a Market Plane failed (it is tried again, or given up)."""
+        ...
+
+
+class QuietObserver:
+    """An ``EngineObserver`` that notes nothing (the default, and for tests)."""
+
+    def operation_started(self, header: OperationHeader, *, resumed: bool) -> None:
+        return None
+
+    def operation_finished(self, header: OperationHeader, status: OperationStatus) -> None:
+        return None
+
+    def task_finished(
+        self, endpoint: AdapterEndpoint, action: TaskAction, status: TaskStatus, seconds: float
+    ) -> None:
+        return None
+
+    def adapter_error(
+        self, endpoint: AdapterEndpoint, kind: AdapterErrorKind, status_code: int | None = None
+    ) -> None:
+        return None
+
+    def fenced_writes_refused(self, count: int) -> None:
+        return None
+
+    def publication_delivered(self) -> None:
+        return None
+
+    def publication_failed(self, reason: AdapterErrorKind) -> None:
+        return None

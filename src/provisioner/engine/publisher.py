@@ -36,10 +36,12 @@ from provisioner.engine.failpoints import Failpoints
 from provisioner.engine.ports import (
     Delivery,
     DeliveryOutcome,
+    EngineObserver,
     MarketplaceEndpoint,
     MarketplacePort,
     PublicationRecord,
     PublicationStore,
+    QuietObserver,
 )
 from provisioner.errors import DatabaseUnavailableError
 from provisioner.offload import offload
@@ -110,6 +112,7 @@ class Publisher:
         marketplaces: MarketplacePort,
         endpoints: Sequence[MarketplaceEndpoint],
         config: PublisherConfig,
+        observer: EngineObserver | None = None,
         clock: Callable[[], datetime] = _utc_now,
         jitter: Callable[[], float] = random.random,
     ) -> None:
@@ -117,6 +120,7 @@ class Publisher:
         self._marketplaces = marketplaces
         self._endpoints = {endpoint.name: endpoint for endpoint in endpoints}
         self._config = config
+        self._observer = observer or QuietObserver()
         self._clock = clock
         self._jitter = jitter
         self.owner = f"{config.replica_id}/{uuid.uuid4().hex[:12]}"
@@ -247,7 +251,9 @@ class Publisher:
         except DatabaseUnavailableError:
             raise
         except Exception as exc:  # stored data this version cannot build an event from
-            return DeliveryOutcome(False, error=f"cannot build the event: {type(exc).__name__}")
+            return DeliveryOutcome(
+                False, error=f"cannot build the event: {type(exc).__name__}", failure="protocol"
+            )
         if body is None:
             return None
         self._config.failpoints.check("before-delivery", delivery.deployment_unit_id)
@@ -290,8 +296,10 @@ class Publisher:
         if not recorded:
             bound.warning("delivery_claim_lost")
         elif outcome.acknowledged:
+            self._observer.publication_delivered()
             bound.info("event_delivered", status_code=outcome.status_code)
         else:
+            self._observer.publication_failed(outcome.failure or "protocol")
             bound.warning(
                 "delivery_failed",
                 status_code=outcome.status_code,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from provisioner.engine.ports import OperationStore, StateWrite
+from provisioner.engine.ports import EngineObserver, OperationStore, QuietObserver, StateWrite
 from provisioner.errors import DatabaseUnavailableError, LeaseLostError
 
 log = structlog.get_logger(__name__)
@@ -39,8 +39,10 @@ class Recorder:
         lease_seconds: float,
         max_batch: int = 512,
         max_backoff_seconds: float = 2.0,
+        observer: EngineObserver | None = None,
     ) -> None:
         self._store = store
+        self._observer = observer or QuietObserver()
         self._lease_seconds = lease_seconds
         self._max_batch = max_batch
         self._max_backoff = max_backoff_seconds
@@ -118,6 +120,10 @@ class Recorder:
                     batch[0].done.set_exception(exc)
                 return
             break
+        if failed:
+            self._observer.fenced_writes_refused(
+                sum(pending.write.fence.operation_id in failed for pending in batch)
+            )
         for pending in batch:
             if pending.done.done():
                 continue

@@ -20,6 +20,7 @@ and the step a cancel or timeout may cut.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from provisioner import correlation
 from provisioner.domain.status import (
     ComponentStatus,
     Interruption,
@@ -45,9 +47,11 @@ from provisioner.engine.ports import (
     AdapterEndpoint,
     ClaimedOperation,
     ComponentState,
+    EngineObserver,
     Event,
     OperationWrite,
     ProvisioningResult,
+    QuietObserver,
     StateWrite,
     TaskState,
     TechAdapterPort,
@@ -56,7 +60,7 @@ from provisioner.engine.ports import (
 from provisioner.engine.recorder import Recorder
 from provisioner.engine.requests import RequestBuilder
 from provisioner.engine.slots import Slots, Ticket
-from provisioner.errors import AdapterError, LeaseLostError
+from provisioner.errors import AdapterError, AdapterTimeoutError, LeaseLostError
 from provisioner.offload import offload
 
 log = structlog.get_logger(__name__)
@@ -115,6 +119,7 @@ class OperationRunner:
         operation_timeout_seconds: float | None = None,
         failpoints: Failpoints | None = None,
         validate_before_deploy: bool = True,
+        observer: EngineObserver | None = None,
     ) -> None:
         self._claimed = claimed
         self._header = claimed.header
@@ -124,6 +129,7 @@ class OperationRunner:
         self._clock = clock
         self._timeout = operation_timeout_seconds
         self._failpoints = failpoints or Failpoints()
+        self._observer = observer or QuietObserver()
         self._tasks: dict[str, _Task] = {}
         for state in claimed.tasks:
             component = claimed.components[state.component_id]
@@ -151,7 +157,16 @@ class OperationRunner:
         self._members: list[str] | None = None
         self._group: asyncio.TaskGroup | None = None
         self._builder: RequestBuilder | None = None
-        self._log = log.bind(operation_id=self._header.id)
+        # The request that submitted the operation: its adapter calls and log lines carry it
+        # (``log`` is also what the worker logs about this run with).
+        self._correlation = correlation.for_operation(
+            self._header.id, self._header.request_id, self._header.trace_id
+        )
+        self.log = self._log = log.bind(
+            operation_id=self._header.id,
+            request_id=self._correlation.request_id,
+            trace_id=self._correlation.trace_id,
+        )
 
     @property
     def operation_id(self) -> str:
@@ -161,6 +176,7 @@ class OperationRunner:
 
     async def run(self) -> OperationStatus | None:
         """Run every remaining task; return the final status, or None if the lease was lost."""
+        correlation.bind(self._correlation)  # this task's, and every task it starts
         self._builder = await offload(self._claimed.documents_size, RequestBuilder, self._claimed)
         timer = self._arm_timeout()
         lease_lost = False
@@ -254,6 +270,7 @@ class OperationRunner:
             Event(None, OperationStatus.RUNNING, outcome, now, {"error": error} if error else None)
         )
         await self._recorder.write(write)
+        self._observer.operation_finished(self._header, outcome)
         self._log.info("operation_finished", status=outcome)
         return outcome
 
@@ -267,6 +284,7 @@ class OperationRunner:
         write = self._new_write()
         write.abandon = "".join(ch for ch in message if ch.isprintable())[:1000]
         await self._recorder.write(write)
+        self._observer.operation_finished(self._header, OperationStatus.FAILED)
 
     # --- validation -------------------------------------------------------------------------
 
@@ -411,8 +429,17 @@ class OperationRunner:
                 write = self._new_write()
                 self._mark_started(task, write, self._clock())
                 await self._write(write)
+        began = time.perf_counter()
         result = await self._interruptible(task, self._call(task, endpoint))
         task.release()  # before the result is recorded: a successor may take the slot at once
+        if isinstance(result, _Cut):
+            assert self._stop is not None
+            outcome = self._stop.task_status
+        else:
+            outcome = TaskStatus.SUCCEEDED if result.succeeded else TaskStatus.FAILED
+        self._observer.task_finished(
+            endpoint, task.state.action, outcome, time.perf_counter() - began
+        )
         if isinstance(result, _Cut):
             await self._record_cut(task)
         else:
@@ -453,6 +480,8 @@ class OperationRunner:
                 assert task.state.token is not None
                 return await self._adapters.wait(endpoint, task.state.token)
         except AdapterError as exc:
+            if isinstance(exc, AdapterTimeoutError):
+                self._observer.adapter_error(endpoint, "timeout")
             return ProvisioningResult(succeeded=False, error=exc.detail)
 
     async def _record_token(self, task: _Task, token: str) -> None:

@@ -58,6 +58,16 @@ class Slots:
     def in_use(self) -> int:
         return self._in_use
 
+    def usage(self) -> dict[str, tuple[int, int]]:
+        """Per key: the slots held and the callers waiting for one (for metrics: a snapshot,
+        computed when asked, so that taking and giving slots back costs nothing more)."""
+        usage = {key: (held, 0) for key, held in self._per_key.items()}
+        for waiter in self._waiters:
+            if not waiter.future.done():
+                held, waiting = usage.get(waiter.key, (0, 0))
+                usage[waiter.key] = (held, waiting + 1)
+        return usage
+
     def _fits(self, key: str, limit: int | None) -> bool:
         return self._in_use < self._limit and (limit is None or self._per_key[key] < limit)
 

@@ -23,8 +23,10 @@ from provisioner.engine.lag import LoopLag
 from provisioner.engine.ports import (
     AdapterDirectory,
     ClaimedOperation,
+    EngineObserver,
     Fence,
     OperationStore,
+    QuietObserver,
     TechAdapterPort,
 )
 from provisioner.engine.recorder import Recorder
@@ -84,16 +86,20 @@ class Worker:
         config: WorkerConfig,
         clock: Callable[[], datetime] = utc_now,
         on_finished: Callable[[], None] | None = None,
+        observer: EngineObserver | None = None,
     ) -> None:
         """``on_finished`` is called whenever an operation run ends (its end may have
         published a Market Plane event)."""
         self._store = store
+        self._observer = observer or QuietObserver()
         self._adapters = adapters
         self._directory = directory
         self._config = config
         self._clock = clock
         self.owner = f"{config.replica_id}/{uuid.uuid4().hex[:12]}"
-        self._recorder = Recorder(store, lease_seconds=config.lease_seconds)
+        self._recorder = Recorder(
+            store, lease_seconds=config.lease_seconds, observer=self._observer
+        )
         self._slots = Slots(config.max_concurrency)
         self._runs: dict[str, _Run] = {}
         self._lag = LoopLag()
@@ -114,6 +120,15 @@ class Worker:
     def wake(self) -> None:
         """An operation was submitted: claim now rather than at the next interval."""
         self._wake.set()
+
+    @property
+    def running(self) -> int:
+        """Operations this replica runs now."""
+        return len(self._runs)
+
+    def slot_usage(self) -> dict[str, tuple[int, int]]:
+        """Per adapter (``AdapterEndpoint.key``): calls in flight and calls waiting for a slot."""
+        return self._slots.usage()
 
     def cancel(self, operation_id: str) -> bool:
         """Cancel an operation if this worker runs it; return whether it does."""
@@ -203,11 +218,14 @@ class Worker:
             operation_timeout_seconds=self._config.operation_timeout_seconds,
             failpoints=self._config.failpoints,
             validate_before_deploy=self._config.validate_before_deploy,
+            observer=self._observer,
         )
         operation_id = claimed.header.id
+        # Every claim increments the fence: past the first, someone owned it before.
+        self._observer.operation_started(claimed.header, resumed=claimed.fence.token > 1)
         task = asyncio.create_task(self._run(runner), name=f"operation-{operation_id}")
         self._runs[operation_id] = _Run(runner, claimed.fence, task)
-        log.info("operation_claimed", operation_id=operation_id, fence=claimed.fence.token)
+        runner.log.info("operation_claimed", fence=claimed.fence.token)
 
     async def _run(self, runner: OperationRunner) -> None:
         try:
@@ -215,7 +233,7 @@ class Worker:
         except (LeaseLostError, asyncio.CancelledError):
             pass
         except Exception as exc:
-            log.exception("operation_crashed", operation_id=runner.operation_id)
+            runner.log.exception("operation_crashed")
             with contextlib.suppress(Exception):
                 await runner.record_crash(exc)
         finally:
@@ -254,10 +272,12 @@ class Worker:
             lease_seconds=self._config.lease_seconds if renew else None,
             now=self._clock(),
         )
+        if lost:
+            self._observer.fenced_writes_refused(len(lost))
         for operation_id in lost:
             run = self._runs.get(operation_id)
             if run is not None:
-                log.warning("lease_lost", operation_id=operation_id)
+                run.runner.log.warning("lease_lost")
                 run.task.cancel()
         for operation_id in cancels:
             self.cancel(operation_id)

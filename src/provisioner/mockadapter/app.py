@@ -99,6 +99,7 @@ def _adapter_routes(adapter: MockTechAdapter) -> list[BaseRoute]:
 def _post(path: str, action: CallAction, handler: Handler[bytes], calls: CallLog) -> Route:
     async def endpoint(request: Request) -> Response:
         call = calls.open(action)
+        _correlate(call, request)
         answer = await _answer(handler, await request.body(), call)
         return _send(answer, call)
 
@@ -110,10 +111,16 @@ def _poll(
 ) -> Route:
     async def endpoint(request: Request) -> Response:
         call = calls.open(action)
+        _correlate(call, request)
         call.token = token = request.path_params["token"]
         return _send(await _answer(handler, token, call), call)
 
     return Route(path, endpoint, methods=["GET"])
+
+
+def _correlate(call: CallRecord, request: Request) -> None:
+    call.request_id = request.headers.get("x-request-id")
+    call.traceparent = request.headers.get("traceparent")
 
 
 async def _answer(handler: Handler[_T], argument: _T, call: CallRecord) -> Answer:

@@ -41,6 +41,9 @@ class CallRecord:
     token: str | None = None
     http_status: int | None = None
     answered_at: float | None = None
+    # The caller's correlation headers, as a real adapter would log them.
+    request_id: str | None = None
+    traceparent: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The record as the control API shows it."""
@@ -54,6 +57,8 @@ class CallRecord:
             "httpStatus": self.http_status,
             "receivedAt": self.received_at,
             "answeredAt": self.answered_at,
+            "requestId": self.request_id,
+            "traceparent": self.traceparent,
         }
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from provisioner.service.commands import Commands
 from provisioner.service.passthrough import AdapterCalls
 from provisioner.service.reads import Reads
+from provisioner.service.streams import EventStreams
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +18,7 @@ class Services:
     commands: Commands
     reads: Reads
     adapter_calls: AdapterCalls
+    streams: EventStreams
 
 
-__all__ = ["AdapterCalls", "Commands", "Reads", "Services"]
+__all__ = ["AdapterCalls", "Commands", "EventStreams", "Reads", "Services"]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from provisioner import correlation
 from provisioner.domain.descriptor import DeploymentUnit, parse_descriptor
 from provisioner.domain.plan import (
     Plan,
@@ -45,7 +46,13 @@ from provisioner.offload import offload
 from provisioner.service.dryrun import DryRun, preview
 from provisioner.service.governance import Governance, PolicyRequest
 from provisioner.service.ids import new_operation_id
-from provisioner.service.ports import PolicyCheck, SubmissionStore, WorkerHandle
+from provisioner.service.ports import (
+    PolicyCheck,
+    QuietServiceObserver,
+    ServiceObserver,
+    SubmissionStore,
+    WorkerHandle,
+)
 from provisioner.service.reads import Reads
 from provisioner.store.submissions import NewOperation, ReleaseState
 from provisioner.store.views import OperationView
@@ -90,13 +97,15 @@ class Commands:
         worker: WorkerHandle,
         clock: Callable[[], datetime],
         policies: PolicyCheck | None = None,
+        observer: ServiceObserver | None = None,
     ) -> None:
         self._directory = directory
+        self._observer = observer or QuietServiceObserver()
         self._submissions = submissions
         self._reads = reads
         self._worker = worker
         self._clock = clock
-        self._governance = Governance(policies)
+        self._governance = Governance(policies, self._observer)
 
     async def deploy(
         self,
@@ -334,7 +343,10 @@ class Commands:
         )
         if status is OperationStatus.RUNNING:
             self._worker.cancel(operation_id)
-        return await self._reads.operation(operation_id)
+        view = await self._reads.operation(operation_id)
+        if status is not OperationStatus.RUNNING:  # a pending one ended here, never having run
+            self._observer.operation_finished(view, status)
+        return view
 
     async def retry(self, operation_id: str, *, principal: str | None = None) -> OperationView:
         """A new operation of the same type and descriptor for the tasks that did not succeed."""
@@ -425,6 +437,7 @@ class Commands:
                     raise
                 continue
             self._worker.wake()
+            self._observer.operation_submitted(view)
             return view
         raise AssertionError("unreachable")
 
@@ -446,6 +459,8 @@ class Commands:
         remove_data: bool = False,
         principal: str | None,
     ) -> OperationHeader:
+        # The request asking for it: the calls made for it later carry its id and trace.
+        asked = correlation.current()
         return OperationHeader(
             id=new_operation_id(),
             type=type_,
@@ -455,6 +470,8 @@ class Commands:
             remove_data=remove_data,
             created_at=self._clock(),
             requested_by=principal,
+            request_id=asked.request_id if asked else None,
+            trace_id=asked.trace_id if asked else None,
         )
 
 

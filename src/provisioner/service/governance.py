@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from provisioner.domain.status import OperationType
 from provisioner.errors import PolicyDeniedError, Problem
 from provisioner.policies import PolicyVerdict
-from provisioner.service.ports import PolicyCheck
+from provisioner.service.ports import PolicyCheck, QuietServiceObserver, ServiceObserver
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +48,11 @@ class PolicyRequest:
 class Governance:
     """The policies of the service, if it has any."""
 
-    def __init__(self, policies: PolicyCheck | None = None) -> None:
+    def __init__(
+        self, policies: PolicyCheck | None = None, observer: ServiceObserver | None = None
+    ) -> None:
         self._policies = policies
+        self._observer = observer or QuietServiceObserver()
 
     @property
     def enabled(self) -> bool:
@@ -65,6 +68,8 @@ class Governance:
         """The policies' warnings; ``PolicyDeniedError`` listing every deny message."""
         verdict = await self.verdict(request)
         if verdict.denials:
+            for policy in dict.fromkeys(problem.path for problem in verdict.denials):
+                self._observer.policy_denied(policy)
             count = len(verdict.denials)
             raise PolicyDeniedError(
                 f"refused by {count} policy rule{'s' if count > 1 else ''}", verdict.denials

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +24,22 @@ from provisioner.engine.ports import (
     ProvisioningResult,
     ValidationOutcome,
 )
-from provisioner.errors import AdapterError, ConflictError, InvalidRequestError, Problem
+from provisioner.errors import (
+    AdapterError,
+    AdapterTimeoutError,
+    ConflictError,
+    InvalidRequestError,
+    Problem,
+)
 from provisioner.offload import offload
 from provisioner.service.commands import read_target, read_unit, unregistered
 from provisioner.service.governance import Governance, PolicyRequest
-from provisioner.service.ports import PolicyCheck, SubmissionStore
+from provisioner.service.ports import (
+    PolicyCheck,
+    QuietServiceObserver,
+    ServiceObserver,
+    SubmissionStore,
+)
 from provisioner.service.reads import Reads
 
 log = structlog.get_logger(__name__)
@@ -65,12 +78,14 @@ class AdapterCalls:
         reads: Reads,
         submissions: SubmissionStore,
         policies: PolicyCheck | None = None,
+        observer: ServiceObserver | None = None,
     ) -> None:
         self._directory = directory
         self._adapters = adapters
         self._reads = reads
         self._submissions = submissions
-        self._governance = Governance(policies)
+        self._observer = observer or QuietServiceObserver()
+        self._governance = Governance(policies, self._observer)
 
     async def validate(
         self, document: object, *, environment: str | None, document_size: int = 0
@@ -119,7 +134,7 @@ class AdapterCalls:
             cid: str, endpoint: AdapterEndpoint, request: AdapterRequest
         ) -> ComponentValidation:
             try:
-                async with endpoint.time_limit(awaiting="answer"):
+                async with self._time_limit(endpoint):
                     outcome = await self._adapters.validate(endpoint, request)
             except AdapterError as exc:
                 outcome = ValidationOutcome(False, [exc.message])
@@ -168,7 +183,7 @@ class AdapterCalls:
             },
             "logs": component.logs or [],
         }
-        async with endpoint.time_limit(awaiting="answer"):
+        async with self._time_limit(endpoint):
             return await self._adapters.update_acl(
                 endpoint,
                 refs=refs,
@@ -191,8 +206,18 @@ class AdapterCalls:
             environment=environment,
             principal=principal,
         )
-        async with endpoint.time_limit(awaiting="answer"):
+        async with self._time_limit(endpoint):
             return await self._adapters.reverse_provision(endpoint, body)
+
+    @asynccontextmanager
+    async def _time_limit(self, endpoint: AdapterEndpoint) -> AsyncIterator[None]:
+        """The adapter's time limit on an answer; passing it is one of its errors."""
+        try:
+            async with endpoint.time_limit(awaiting="answer"):
+                yield
+        except AdapterTimeoutError:
+            self._observer.adapter_error(endpoint, "timeout")
+            raise
 
     def _resolve(self, template_id: str, environment: str) -> AdapterEndpoint:
         endpoint = self._directory.resolve(template_id, environment)

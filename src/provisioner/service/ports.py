@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from provisioner.domain.status import OperationStatus, ReleaseStatus
+from provisioner.engine.ports import AdapterEndpoint, AdapterErrorKind, OperationHeader
 from provisioner.policies import PolicyVerdict
 from provisioner.store.submissions import NewOperation, ReleaseState
 from provisioner.store.views import EventView, OperationView, Page, PublicationView, ReleaseView
@@ -91,3 +92,70 @@ class PolicyCheck(Protocol):
     async def evaluate(self, input_json: str) -> PolicyVerdict:
         """The policies' verdict on a request, given their input as JSON text."""
         ...
+
+
+# --- Observation and event streams -----------------------------------------------------------
+
+
+class ServiceObserver(Protocol):
+    """What the use cases report (the service's metrics implement it; cheap, never raises)."""
+
+    def operation_submitted(self, header: OperationHeader) -> None: ...
+
+    def operation_finished(self, header: OperationHeader, status: OperationStatus) -> None:
+        """An operation ended without running (a pending one was cancelled)."""
+        ...
+
+    def adapter_error(
+        self, endpoint: AdapterEndpoint, kind: AdapterErrorKind, status_code: int | None = None
+    ) -> None:
+        """A call passed through to an adapter failed its time limit."""
+        ...
+
+    def policy_denied(self, policy: str) -> None:
+        """A policy (its Rego package) denied a request, which was refused."""
+        ...
+
+
+class QuietServiceObserver:
+    """A ``ServiceObserver`` that notes nothing."""
+
+    def operation_submitted(self, header: OperationHeader) -> None:
+        return None
+
+    def operation_finished(self, header: OperationHeader, status: OperationStatus) -> None:
+        return None
+
+    def adapter_error(
+        self, endpoint: AdapterEndpoint, kind: AdapterErrorKind, status_code: int | None = None
+    ) -> None:
+        return None
+
+    def policy_denied(self, policy: str) -> None:
+        return None
+
+
+class EventLog(Protocol):
+    """An operation's audit trail, as streams read it (``store.queries.Queries``)."""
+
+    async def status_and_events(
+        self, operation_id: str, *, after: int, limit: int
+    ) -> tuple[OperationStatus | None, list[EventView]]:
+        """The status (None: no such operation), then the events after ``after``."""
+        ...
+
+
+class Subscription(Protocol):
+    """A reader's wake-up for one operation's events (``store.notifications.Wakeup``)."""
+
+    async def wait(self) -> None:
+        """Until events may have been added, or it is time to look anyway."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class EventWakeups(Protocol):
+    """Wakes the readers of an operation's events (``store.notifications.EventWakeups``)."""
+
+    def subscribe(self, operation_id: str) -> Subscription: ...

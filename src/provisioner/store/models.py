@@ -40,6 +40,8 @@ ID = 36  # operation ids are UUIDs
 NAME = 512  # deployment unit, component and template ids
 STATUS = 24
 PRINCIPAL = 256  # an API token's name or a JWT's subject
+REQUEST_ID = 128  # an X-Request-Id (provisioner.correlation.MAX_REQUEST_ID)
+TRACE_ID = 32  # a W3C trace id: 32 hex digits
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -141,6 +143,9 @@ class OperationRow(Base):
     requested_components: Mapped[Any | None] = mapped_column(JsonValue)
     retry_of: Mapped[str | None] = mapped_column(String(ID))
     requested_by: Mapped[str | None] = mapped_column(String(PRINCIPAL))
+    # The submitting request's X-Request-Id and W3C trace id (correlation of background calls).
+    request_id: Mapped[str | None] = mapped_column(String(REQUEST_ID))
+    trace_id: Mapped[str | None] = mapped_column(String(TRACE_ID))
     descriptor: Mapped[str | None] = mapped_column(Text)  # the unit descriptor, as JSON text
     error: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

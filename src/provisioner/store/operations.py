@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, or_, select, tuple_, update
 
 from provisioner.domain.publication import event_after
 from provisioner.domain.status import (
@@ -37,7 +37,8 @@ from provisioner.engine.ports import (
 )
 from provisioner.offload import offload
 from provisioner.store.database import Database
-from provisioner.store.models import components, events, operations, releases, tasks
+from provisioner.store.models import components, operations, releases, tasks
+from provisioner.store.notifications import insert_events
 from provisioner.store.outbox import NewPublication, publication_state, record_publication
 from provisioner.store.records import field_names, record, records, update_by_key, values
 
@@ -74,7 +75,6 @@ _RENEW_ONE = (
     )
     .returning(operations.c.id)
 )
-INSERT_EVENTS = insert(events)
 _EVENT_FIELDS = field_names(Event)
 
 
@@ -185,7 +185,7 @@ class SqlOperationStore:
                     row.requested_by,
                 )
             )
-        conn.execute(INSERT_EVENTS, claimed_events)
+        insert_events(conn, claimed_events)
         return [(row.id, row.fencing + 1) for row in rows]
 
     async def _load(self, taken: Sequence[tuple[str, int]]) -> list[ClaimedOperation]:
@@ -332,7 +332,7 @@ class SqlOperationStore:
         if component_params:
             conn.execute(_UPDATE_COMPONENT, list(component_params.values()))
         if event_params:
-            conn.execute(INSERT_EVENTS, event_params)
+            insert_events(conn, event_params)
 
     def _write_operation(self, conn: Connection, write: StateWrite, now: datetime) -> None:
         assert write.operation is not None
@@ -540,8 +540,8 @@ def _abandon(conn: Connection, header: OperationHeader, message: str, now: datet
             updated_at=now,
         )
     )
-    conn.execute(
-        INSERT_EVENTS,
+    insert_events(
+        conn,
         [
             *(
                 event_values(

@@ -147,6 +147,30 @@ class Queries:
             ).all()
         return records(EventView, rows)
 
+    async def status_and_events(
+        self, operation_id: str, *, after: int, limit: int
+    ) -> tuple[OperationStatus | None, list[EventView]]:
+        """The operation's status (None: no such operation), then its events after ``after``:
+        read in that order, so that when the status is final every event is in the list (an
+        operation's last event is written with its final status)."""
+        async with self._db.read() as conn:
+            status = (
+                await conn.execute(
+                    select(operations.c.status).where(operations.c.id == operation_id)
+                )
+            ).scalar_one_or_none()
+            if status is None:
+                return None, []
+            rows = (
+                await conn.execute(
+                    select(events)
+                    .where(events.c.operation_id == operation_id, events.c.id > after)
+                    .order_by(events.c.id)
+                    .limit(limit)
+                )
+            ).all()
+        return status, records(EventView, rows)
+
     async def release(self, deployment_unit_id: str, environment: str) -> ReleaseView | None:
         columns = [*_RELEASE_COLUMNS, *_COMPONENT_COLUMNS]
         query = release_rows(columns, deployment_unit_id, environment, members_only=True)

@@ -36,7 +36,8 @@ from provisioner.errors import (
     ReleaseChangedError,
 )
 from provisioner.store.database import Database
-from provisioner.store.models import components, events, operations, releases, tasks
+from provisioner.store.models import components, operations, releases, tasks
+from provisioner.store.notifications import insert_events
 from provisioner.store.operations import event_values, settle_release
 from provisioner.store.queries import release_rows
 from provisioner.store.records import field_names, record, records, values
@@ -211,8 +212,8 @@ class Submissions:
         self._upsert_release(conn, new)
         if new.components:
             self._insert_components(conn, new)
-        conn.execute(
-            insert(events),
+        insert_events(
+            conn,
             [
                 event_values(
                     header.id,
@@ -298,7 +299,7 @@ class Submissions:
                 .values(cancel_requested=True, updated_at=now)
             )
             asked = Event(None, row.status, row.status, now, {"cancelRequested": True})
-            conn.execute(insert(events), [event_values(operation_id, asked, principal)])
+            insert_events(conn, [event_values(operation_id, asked, principal)])
             return OperationStatus.RUNNING
 
         return await self._db.transaction(work)
@@ -354,8 +355,8 @@ def _cancel_pending(
         .where(operations.c.id == header.id)
         .values(status=outcome, finished_at=now, updated_at=now)
     )
-    conn.execute(
-        insert(events),
+    insert_events(
+        conn,
         [
             *(
                 event_values(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from provisioner.api.deps import CommandsDep, ReadsDep, problems
+from provisioner.api.deps import CommandsDep, ReadsDep, StreamsDep, problems
 from provisioner.api.params import CheckedId, IdQuery
 from provisioner.api.schemas import DryRunOut, EventList, OperationOut, OperationPage
 from provisioner.api.security import (
@@ -20,6 +20,7 @@ from provisioner.api.security import (
     DryRunQuery,
     UndeployBodyDep,
 )
+from provisioner.api.streaming import EVENT_STREAM_RESPONSE, EventStreamResponse, wants_event_stream
 from provisioner.auth.scopes import Principal
 from provisioner.domain.status import OperationStatus
 from provisioner.service.dryrun import DryRun
@@ -172,18 +173,35 @@ async def list_operations(
 @router.get(
     "/operations/{operation_id}/events",
     response_model=EventList,
-    responses=problems(404),
+    responses={**EVENT_STREAM_RESPONSE, **problems(404, 503)},
     dependencies=[READ_ACCESS],
 )
 async def list_events(
     operation_id: str,
+    request: Request,
     reads: ReadsDep,
+    streams: StreamsDep,
     after: Annotated[
         int, Query(ge=0, le=2**63 - 1, description="only events with a greater id")
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
-) -> EventList:
-    """The operation's status transitions, in the order they happened."""
+    last_event_id: Annotated[
+        int | None,
+        Header(
+            alias="Last-Event-ID",
+            ge=0,
+            le=2**63 - 1,
+            description="a stream resumes after this event id (sent by EventSource clients)",
+        ),
+    ] = None,
+) -> EventList | Response:
+    """The operation's status transitions, in the order they happened; with
+    `Accept: text/event-stream`, live, until the operation ends (503 with `Retry-After` when
+    this replica streams its maximum already)."""
+    if wants_event_stream(request):
+        start = after if last_event_id is None else last_event_id
+        stream = await streams.open(operation_id, after=start)
+        return EventStreamResponse(stream, ping_seconds=request.app.state.stream_ping_seconds)
     events = await reads.events(operation_id, after=after, limit=limit)
     return EventList.model_validate({"items": events})
 
