@@ -20,7 +20,14 @@ from tests.marketplace import (
     release_becomes,
 )
 from tests.processes import ServiceProcess
-from tests.support import ServerThread, component, finished_operation, submit, unit
+from tests.support import (
+    ServerThread,
+    component,
+    finished_operation,
+    submit,
+    unit,
+    write_registry,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -62,6 +69,47 @@ async def test_an_event_claimed_by_a_killed_process_is_delivered_after_the_resta
     assert [event["body"]["operationId"] for event in received["events"]] == [operation_id]
     assert received["rejected"] == []
     assert restarted.terminate() == 0
+
+
+async def test_deliveries_to_a_market_plane_removed_from_the_registry_are_given_up(
+    sqlite_url: str,
+    mock_adapter: str,
+    market: ServerThread,
+    tmp_path: Path,
+    processes: list[ServiceProcess],
+    unit_id: str,
+) -> None:
+    """A Market Plane that never acknowledged holds the release IN_PROGRESS; once the
+    operator removes it from the registry, the restarted service gives its deliveries up
+    (DROPPED, saying why) and the release is DEPLOYED."""
+    settings: dict[str, Any] = {
+        "database_url": sqlite_url,
+        "log": tmp_path / "service.log",
+        "replica_id": "drop-unconfigured",
+        **FAST_RETRIES,
+    }
+    await fail_deliveries(market, 100_000)
+    registry = registry_with(tmp_path, mock_adapter, ("catalog", market.url, SECRET))
+    first = ServiceProcess(**settings, registry=registry).start()
+    processes.append(first)
+    async with httpx.AsyncClient(base_url=first.url, timeout=30) as client:
+        operation_id = await submit(client, unit(unit_id, [component(f"{unit_id}:a")]))
+        assert (await finished_operation(client, operation_id))["status"] == "SUCCEEDED"
+        await release_becomes(client, unit_id, "IN_PROGRESS")
+    assert first.terminate() == 0
+
+    without = write_registry(tmp_path, mock_adapter)
+    second = ServiceProcess(**settings, registry=without).start()
+    processes.append(second)
+    async with httpx.AsyncClient(base_url=second.url, timeout=30) as client:
+        release = await release_becomes(client, unit_id, "DEPLOYED")
+        assert release["statusReason"] is None
+        (item,) = await publications(client, unit_id)
+    (delivery,) = item["deliveries"]
+    assert delivery["status"] == "DROPPED"
+    assert "no longer configured" in delivery["lastError"]
+    assert delivery["nextAttemptAt"] is None
+    assert second.terminate() == 0
 
 
 @pytest.mark.postgres

@@ -146,17 +146,21 @@ async def start_runtime(
     )
     await migrate(database)
     adapters = TechAdapterClient(client_policy(settings), transport=transport, observer=metrics)
+    configured = [marketplace.name for marketplace in registry.marketplaces]
     try:
         identity = await hold_replica_id(settings, database)
+        dropped = await SqlPublicationStore(database).drop_unconfigured(
+            marketplaces=configured, now=utc_now()
+        )
     except BaseException:
         await database.dispose()
         raise
+    if dropped:
+        log.warning("deliveries_dropped", deliveries=dropped, reason="Market Plane not configured")
     failpoints = Failpoints(settings.failpoints)
     publishing = Publishing.start(settings, registry, database, failpoints, metrics)
     worker = Worker(
-        store=SqlOperationStore(
-            database, marketplaces=[marketplace.name for marketplace in registry.marketplaces]
-        ),
+        store=SqlOperationStore(database, marketplaces=configured),
         adapters=adapters,
         directory=registry,
         config=settings.configure(WorkerConfig, failpoints=failpoints),

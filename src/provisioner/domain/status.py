@@ -137,6 +137,8 @@ class DeliveryStatus(StrEnum):
 
     PENDING = "PENDING"
     DELIVERED = "DELIVERED"
+    # Never delivered: its Market Plane was removed from the registry before it acknowledged.
+    DROPPED = "DROPPED"
 
 
 class PublicationState(StrEnum):

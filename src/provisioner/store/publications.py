@@ -252,29 +252,61 @@ class SqlPublicationStore:
             deliveries.c.overdue.is_(False),
             deliveries.c.created_at < cutoff,
         )
+        return await self._change_each_release(late, {"overdue": True}, now)
+
+    async def drop_unconfigured(self, *, marketplaces: Sequence[str], now: datetime) -> int:
+        """Give up the pending deliveries to Market Planes no longer in the registry (they
+        would wait, and hold their releases back, forever); how many were dropped."""
+        gone = and_(
+            deliveries.c.status == _PENDING, deliveries.c.marketplace.not_in(list(marketplaces))
+        )
+        dropped = {
+            "status": DeliveryStatus.DROPPED,
+            "claimed_by": None,
+            "claimed_replica": None,
+            "claim_expires_at": None,
+            "last_error": "its Market Plane is no longer configured: given up",
+        }
+        return await self._change_each_release(gone, dropped, now)
+
+    async def _change_each_release(self, where: Any, changes: dict[str, Any], now: datetime) -> int:
+        """Apply ``changes`` to the deliveries ``where`` selects and derive their releases
+        again; how many deliveries changed."""
         async with self._db.read() as conn:
             found = await conn.execute(
                 select(deliveries.c.deployment_unit_id, deliveries.c.environment)
-                .where(late)
+                .where(where)
                 .distinct()
             )
-            late_releases = found.all()
-        marked = 0
+            releases = found.all()
+        changed = 0
         # One release per transaction: it holds one release row at a time, as an operation's
         # end and an acknowledgement do, so none of them can wait for another in a cycle.
-        for unit_id, environment in late_releases:
-            marked += await self._db.transaction(
+        for unit_id, environment in releases:
+            changed += await self._db.transaction(
                 partial(
-                    self._mark_late, late=late, unit_id=unit_id, environment=environment, now=now
+                    self._change_release,
+                    where=where,
+                    changes=changes,
+                    unit_id=unit_id,
+                    environment=environment,
+                    now=now,
                 )
             )
-        return marked
+        return changed
 
-    def _mark_late(
-        self, conn: Connection, *, late: Any, unit_id: str, environment: str, now: datetime
+    def _change_release(
+        self,
+        conn: Connection,
+        *,
+        where: Any,
+        changes: dict[str, Any],
+        unit_id: str,
+        environment: str,
+        now: datetime,
     ) -> int:
         query = select(deliveries.c.publication_id, deliveries.c.marketplace).where(
-            late,
+            where,
             deliveries.c.deployment_unit_id == unit_id,
             deliveries.c.environment == environment,
         )
@@ -287,7 +319,7 @@ class SqlPublicationStore:
         conn.execute(
             update(deliveries)
             .where(tuple_(deliveries.c.publication_id, deliveries.c.marketplace).in_(keys))
-            .values(overdue=True)
+            .values(changes)
         )
         refresh_release(conn, unit_id, environment, now)
         return len(keys)

@@ -262,7 +262,7 @@ class Queries:
         of: dict[int, list[DeliveryView]] = {}
         for view in records(DeliveryView, delivery_rows):
             shown = view
-            if view.status is DeliveryStatus.DELIVERED:
+            if view.status is not DeliveryStatus.PENDING:
                 shown = replace(view, next_attempt_at=None)
             of.setdefault(view.publication_id, []).append(shown)
         items = [

@@ -107,7 +107,7 @@ class DeliveryView(Delivery):
     """One publication to one Market Plane: how far it got."""
 
     status: DeliveryStatus
-    next_attempt_at: datetime | None  # None once delivered
+    next_attempt_at: datetime | None  # None once delivered or dropped
     last_attempt_at: datetime | None = None
     last_status_code: int | None = None
     last_error: str | None = None
