@@ -9,12 +9,14 @@ the README's into ``docs/``).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,10 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 from provisioner.api.app import create_app
+from provisioner.auth.tokens import create_token
 from provisioner.settings import Settings
-from tests.browser.standins import BearerGate, EventStream
+from provisioner.store.database import Database
+from tests.browser.wiretap import DropFirstStream, RequestLog
 from tests.conftest import IN_CI
 from tests.support import ServerThread, write_registry
 
@@ -50,10 +54,8 @@ REALISTIC_ADAPTERS = [
     "urn:dmb:itm:snowflake-outputport-provisioner:0",
     "urn:dmb:itm:airflow-workload-provisioner:0",
 ]
-TOKENS = {
-    "reader-token": frozenset({"read"}),
-    "operator-token": frozenset({"read", "deploy:*"}),
-}
+# The tokens of the service with authentication on: name -> scopes.
+TOKENS = {"reader": ("read",), "operator": ("deploy:*",)}
 
 
 @pytest.fixture(scope="package")
@@ -110,7 +112,12 @@ def page(tab: Tab) -> Iterator[Page]:
     assert tab.errors == []
 
 
-def _service(tmp: Path, mock_adapter: str, wrap: Callable[[Any], Any] = lambda app: app) -> Any:
+def _service(
+    tmp: Path,
+    mock_adapter: str,
+    wrap: Callable[[Any], Any] = lambda app: app,
+    **overrides: Any,
+) -> Any:
     extra = "".join(
         f"  - infrastructureTemplateId: {t}\n    url: {mock_adapter}\n" for t in REALISTIC_ADAPTERS
     )
@@ -122,17 +129,18 @@ def _service(tmp: Path, mock_adapter: str, wrap: Callable[[Any], Any] = lambda a
         poll_max_seconds=0.2,
         shutdown_grace_seconds=1.0,
         log_level="WARNING",
+        **overrides,
     )
     app = create_app(settings)
     server = ServerThread(wrap(app)).start()
-    return server, app
+    return server, settings
 
 
 @pytest.fixture(scope="package")
 def dashboard(
     tmp_path_factory: pytest.TempPathFactory, mock_adapter: str
 ) -> Iterator[ServerThread]:
-    """The service as main has it: events are polled (no stream), no authentication."""
+    """The service, authentication off (on loopback)."""
     server, _ = _service(tmp_path_factory.mktemp("dashboard"), mock_adapter)
     yield server
     server.stop()
@@ -141,13 +149,13 @@ def dashboard(
 @pytest.fixture(scope="package")
 def streaming(
     tmp_path_factory: pytest.TempPathFactory, mock_adapter: str
-) -> Iterator[tuple[ServerThread, EventStream]]:
-    """The service behind the event-stream stand-in, whose first stream drops after three
-    events (the client must resume from the last one)."""
-    holder: dict[str, EventStream] = {}
+) -> Iterator[tuple[ServerThread, DropFirstStream]]:
+    """The service, whose first event stream drops after three events (the client must
+    resume from the last one)."""
+    holder: dict[str, DropFirstStream] = {}
 
-    def wrap(app: Any) -> EventStream:
-        holder["stream"] = EventStream(app, cut_first_after=3)
+    def wrap(app: Any) -> DropFirstStream:
+        holder["stream"] = DropFirstStream(app, events=3)
         return holder["stream"]
 
     server, _ = _service(tmp_path_factory.mktemp("streaming"), mock_adapter, wrap)
@@ -155,19 +163,41 @@ def streaming(
     server.stop()
 
 
+@dataclass
+class Gated:
+    """The service with authentication on: its URL, the secrets of TOKENS by name, and what
+    each request carried."""
+
+    server: ServerThread
+    secrets: dict[str, str]
+    requests: RequestLog
+
+
+async def _tokens(database_url: str) -> dict[str, str]:
+    database = Database(database_url)
+    try:
+        return {
+            name: (await create_token(database, name, scopes)).secret
+            for name, scopes in TOKENS.items()
+        }
+    finally:
+        await database.dispose()
+
+
 @pytest.fixture(scope="package")
-def gated(
-    tmp_path_factory: pytest.TempPathFactory, mock_adapter: str
-) -> Iterator[tuple[ServerThread, BearerGate]]:
-    """The service behind the bearer-token stand-in (TOKENS), with the event stream."""
-    holder: dict[str, BearerGate] = {}
+def gated(tmp_path_factory: pytest.TempPathFactory, mock_adapter: str) -> Iterator[Gated]:
+    """The service with authentication on and the API tokens of TOKENS."""
+    holder: dict[str, RequestLog] = {}
 
-    def wrap(app: Any) -> BearerGate:
-        holder["gate"] = BearerGate(EventStream(app), TOKENS)
-        return holder["gate"]
+    def wrap(app: Any) -> RequestLog:
+        holder["log"] = RequestLog(app)
+        return holder["log"]
 
-    server, _ = _service(tmp_path_factory.mktemp("gated"), mock_adapter, wrap)
-    yield server, holder["gate"]
+    server, settings = _service(tmp_path_factory.mktemp("gated"), mock_adapter, wrap, auth="on")
+    # Playwright's sync API runs an event loop in this thread: make them in another.
+    with ThreadPoolExecutor(1) as pool:
+        secrets = pool.submit(asyncio.run, _tokens(settings.database_url)).result()
+    yield Gated(server, secrets, holder["log"])
     server.stop()
 
 
