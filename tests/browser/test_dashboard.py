@@ -122,15 +122,15 @@ def test_an_operation_is_drawn_as_one_node_per_task_coloured_by_status(
 def test_a_running_node_turns_succeeded_without_a_reload(
     page: Page, dashboard: ServerThread, api: Api, unit_prefix: str
 ) -> None:
-    """Polling the events (the service has no stream yet), the page recolours a node the
-    moment its task succeeds, and notices the operation's end."""
+    """Following the operation's event stream, the page recolours a node the moment its task
+    succeeds, and notices the operation's end."""
     unit_id = f"{unit_prefix}:0"
     slow = f"{unit_id}:slow"
     operation_id = api.deploy(unit(unit_id, [component(slow, latencyMs=3000)]))
     open_operation(page, dashboard, operation_id)
     expect(node(page, slow)).to_have_attribute("data-status", "RUNNING")
     page.evaluate("window.notReloaded = true")
-    expect(page.locator(".live")).to_contain_text("polling")
+    expect(page.locator(".live")).to_contain_text("event stream")
 
     expect(node(page, slow)).to_have_attribute("data-status", "SUCCEEDED", timeout=20_000)
     fill = node(page, slow).locator(".node-box").evaluate("box => getComputedStyle(box).fill")
