@@ -156,6 +156,39 @@ async def test_an_acl_update_needs_a_deployed_component_and_a_free_release(
     assert (await finished_operation(client, held))["status"] == "SUCCEEDED"
 
 
+async def test_an_acl_update_in_flight_holds_the_release_and_can_be_cancelled(
+    client: httpx.AsyncClient, mock: httpx.AsyncClient, unit_id: str
+) -> None:
+    """While the adapter holds the grant, the release is IN_PROGRESS and a deploy of it is
+    refused (409 naming the ACL update); cancelled, the operation ends CANCELLED and the
+    component and release are DEPLOYED again, with no refs."""
+    port, gate = f"{unit_id}:port", f"grant-{unit_id}"
+    document = unit(unit_id, [component(port, aclGate=gate)])
+    await deployed(client, document)
+    answer = await client.post(f"{component_path(unit_id, port)}/acl", json={"refs": ["u:a"]})
+    operation_id = answer.json()["id"]
+
+    async def held() -> bool:
+        gates = (await mock.get("/mock/gates")).json()
+        return bool(gates.get(gate, {}).get("waiting"))
+
+    await wait_until(held)
+    assert (await release_of(client, unit_id))["status"] == "IN_PROGRESS"
+    refused = await client.post("/v1/deployments", json={"descriptor": document})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["operationId"] == operation_id
+
+    cancelled = await client.post(f"/v1/operations/{operation_id}/cancel")
+    assert cancelled.status_code == 202, cancelled.text
+    operation = await finished_operation(client, operation_id)
+    await open_gate(mock, gate)
+    assert operation["status"] == "CANCELLED"
+    assert operation["tasks"][0]["status"] == "CANCELLED"
+    release = await release_of(client, unit_id)
+    assert release["status"] == "DEPLOYED"
+    assert (shown(release, port)["status"], shown(release, port)["refs"]) == ("DEPLOYED", None)
+
+
 async def test_a_successful_acl_update_is_published_to_the_market_planes(
     database_url: str,
     service_factory: ServiceFactory,
