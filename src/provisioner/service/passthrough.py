@@ -36,9 +36,7 @@ from provisioner.service.ports import (
     PolicyCheck,
     QuietServiceObserver,
     ServiceObserver,
-    SubmissionStore,
 )
-from provisioner.service.reads import Reads
 
 log = structlog.get_logger(__name__)
 
@@ -73,15 +71,11 @@ class AdapterCalls:
         *,
         directory: AdapterDirectory,
         adapters: TechAdapterClient,
-        reads: Reads,
-        submissions: SubmissionStore,
         policies: PolicyCheck | None = None,
         observer: ServiceObserver | None = None,
     ) -> None:
         self._directory = directory
         self._adapters = adapters
-        self._reads = reads
-        self._submissions = submissions
         self._observer = observer or QuietServiceObserver()
         self._governance = Governance(policies, self._observer)
 
