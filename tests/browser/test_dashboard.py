@@ -187,7 +187,7 @@ def test_retry_from_the_page_opens_the_new_operation(
 
 
 def test_repair_of_a_corrupt_component_from_the_page_and_the_release_follows(
-    page: Page, dashboard: ServerThread, api: Api, unit_prefix: str
+    page: Page, dashboard: ServerThread, api: Api, unit_prefix: str, shoot: Callable[..., Path]
 ) -> None:
     """A CORRUPT component offers Repair…, which asks to mark it deployed or not deployed and
     for a reason; confirmed, the component and the release's status follow (CORRUPT to
@@ -206,6 +206,7 @@ def test_repair_of_a_corrupt_component_from_the_page_and_the_release_follows(
     expect(dialog).to_contain_text("Mark bad as deployed or not deployed?")
     dialog.get_by_label("Mark as DEPLOYED", exact=True).check()
     dialog.get_by_label("Reason").fill("checked the bucket by hand")
+    shoot("repair-dialog")
     dialog.get_by_role("button", name="Repair").click()
 
     expect(row.locator(".badge").first).to_have_text("✓ DEPLOYED", timeout=15_000)
@@ -222,3 +223,4 @@ def test_repair_of_a_corrupt_component_from_the_page_and_the_release_follows(
     expect(page.locator("#no-tasks")).to_contain_text("An override runs no task")
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Override {unit_id}")
     expect(page.get_by_role("button", name="Retry")).to_have_count(0)
+    shoot("override-operation", full_page=True)

@@ -286,6 +286,10 @@ function select(page, componentId) {
 function renderDetails(page) {
   const op = page.operation;
   const task = op.tasks.find((t) => t.componentId === page.selected);
+  if (!task && op.tasks.length === 0) {
+    replaceContent(page.parts.details, h("p", { class: "hint" }, "No task to show."));
+    return;
+  }
   if (!task) {
     replaceContent(page.parts.details, h("p", { class: "hint" },
       "Select a task (click it, or Tab to it and press Enter) to see its Tech Adapter, "
