@@ -391,3 +391,33 @@ async def test_a_dry_run_needs_validate_and_a_deploy_needs_deploy(
     )
     deployed = await http.post("/v1/deployments", json=body, headers=deployer)
     assert deployed.status_code == 202, deployed.text
+
+
+async def test_acl_updates_and_overrides_record_who_asked_and_repair_needs_admin(
+    secured: Secured, http: httpx.AsyncClient, unit_id: str
+) -> None:
+    """An ACL update is requested by the deploy token's name (on the operation and its
+    events); marking a component by hand needs ``admin`` (403 for a deployer) and records the
+    admin as requestedBy."""
+    suffix = unit_id[-8:]
+    ci = bearer(await token(secured, "deploy:development", name=f"acl-ci-{suffix}"))
+    admin = bearer(await token(secured, "admin", name=f"acl-admin-{suffix}"))
+    port, broken = f"{unit_id}:port", f"{unit_id}:broken"
+    document = unit(unit_id, [component(port), component(broken, fail="provision")])
+    deploy = await http.post("/v1/deployments", json={"descriptor": document}, headers=ci)
+    await finished(secured, ci, deploy.json()["id"])
+    base = f"/v1/deployment-units/{unit_id}/environments/development/components"
+
+    granted = await http.post(f"{base}/{port}/acl", json={"refs": ["user:a"]}, headers=ci)
+    assert granted.status_code == 202, granted.text
+    operation = await finished(secured, ci, granted.json()["id"])
+    assert operation["requestedBy"] == f"acl-ci-{suffix}"
+    events = (await http.get(f"/v1/operations/{operation['id']}/events", headers=ci)).json()
+    assert {event["principal"] for event in events["items"]} == {f"acl-ci-{suffix}"}
+
+    repair = {"status": "DEPLOYED", "reason": "fixed by hand"}
+    assert_forbidden(await http.post(f"{base}/{broken}/status", json=repair, headers=ci), "admin")
+    repaired = await http.post(f"{base}/{broken}/status", json=repair, headers=admin)
+    assert repaired.status_code == 201, repaired.text
+    assert repaired.json()["requestedBy"] == f"acl-admin-{suffix}"
+    assert repaired.json()["reason"] == "fixed by hand"

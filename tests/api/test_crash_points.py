@@ -76,3 +76,50 @@ async def test_killed_at_a_boundary_and_restarted(
         cid: sum(call["componentId"] == cid for call in calls) for cid in (first, target, last)
     }
     assert posts == {first: 1, target: posts_of_target, last: 1}
+
+
+async def test_an_acl_update_killed_after_its_call_is_sent_again_on_restart(
+    database_url: str,
+    mock_adapter: str,
+    mock: httpx.AsyncClient,
+    tmp_path: Path,
+    processes: list[ServiceProcess],
+    unit_id: str,
+) -> None:
+    """An UPDATE_ACL is recovered like a deploy: the process dies once the adapter granted
+    access but before the answer was recorded; the restarted one claims the operation, sends
+    the (idempotent) grant again and records it, and the component stays DEPLOYED."""
+    port = f"{unit_id}:port"
+    settings = {
+        "database_url": database_url,
+        "registry": write_registry(tmp_path, mock_adapter),
+        "log": tmp_path / "service.log",
+        "replica_id": "crash-test",
+    }
+    first = ServiceProcess(**settings).start()
+    processes.append(first)
+    async with httpx.AsyncClient(base_url=first.url, timeout=30) as client:
+        await finished_operation(client, await submit(client, unit(unit_id, [component(port)])))
+    first.stop()
+
+    doomed = ServiceProcess(**settings, failpoints=f"after-call={port}").start()
+    processes.append(doomed)
+    acl = f"/v1/deployment-units/{unit_id}/environments/development/components/{port}/acl"
+    async with httpx.AsyncClient(base_url=doomed.url, timeout=30) as client:
+        answer = await client.post(acl, json={"refs": ["user:alice"]})
+        assert answer.status_code == 202, answer.text
+    assert doomed.wait_exit() == -9
+
+    restarted = ServiceProcess(**settings).start()
+    processes.append(restarted)
+    async with httpx.AsyncClient(base_url=restarted.url, timeout=30) as client:
+        operation = await finished_operation(client, answer.json()["id"])
+        assert operation["status"] == "SUCCEEDED", operation
+        assert operation["tasks"][0]["attempts"] == 2
+        release = (
+            await client.get(f"/v1/deployment-units/{unit_id}/environments/development")
+        ).json()
+    (shown,) = [item for item in release["components"] if item["componentId"] == port]
+    assert (shown["status"], shown["refs"]) == ("DEPLOYED", ["user:alice"])
+    calls = (await mock.get("/mock/calls", params={"action": "updateacl"})).json()["calls"]
+    assert sum(call["componentId"] == port for call in calls) == 2

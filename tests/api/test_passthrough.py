@@ -1,10 +1,11 @@
-"""The Tech Adapter calls provisioner passes through: validate, updateacl, reverse provisioning."""
+"""The Tech Adapter calls provisioner passes through: validate, reverse provisioning (ACL updates
+are operations: test_acl_and_repair.py)."""
 
 from __future__ import annotations
 
 import httpx
 
-from tests.support import SYSTEM, component, finished_operation, submit, unit
+from tests.support import SYSTEM, component, unit
 
 
 async def test_validation_asks_every_adapter_and_stores_nothing(
@@ -38,30 +39,6 @@ async def test_an_invalid_descriptor_is_refused_before_any_adapter_is_asked(
         "/v1/validations", json={"descriptor": unit("urn:x", [component("a", depends_on=["a"])])}
     )
     assert response.status_code == 422
-
-
-async def test_acl_updates_go_to_the_component_s_adapter_with_its_provision_info(
-    client: httpx.AsyncClient, mock: httpx.AsyncClient, unit_id: str
-) -> None:
-    """A deployed component's adapter gets the refs and, as real adapters read it, the
-    component's descriptor YAML and its last ProvisioningStatus (privateInfo included); one
-    not deployed answers 409."""
-    port, later = f"{unit_id}:port", f"{unit_id}:later"
-    document = unit(unit_id, [component(port), component(later, fail="provision")])
-    await finished_operation(client, await submit(client, document))
-    base = f"/v1/deployment-units/{unit_id}/environments/development/components"
-
-    granted = await client.post(f"{base}/{port}/acl", json={"refs": ["user:alice", "group:bi"]})
-    assert granted.status_code == 200, granted.text
-    assert granted.json()["status"] == "COMPLETED"
-    seen = (await mock.get("/mock/components")).json()[port]
-    assert seen["aclRefs"] == ["user:alice", "group:bi"]
-    assert seen["aclResult"]["status"] == "COMPLETED"
-    assert seen["aclResult"]["info"]["privateInfo"]["mockSecret"] == f"secret-{port}"
-    refused = await client.post(f"{base}/{later}/acl", json={"refs": ["user:alice"]})
-    assert refused.status_code == 409
-    empty = await client.post(f"{base}/{port}/acl", json={"refs": []})
-    assert empty.status_code == 422
 
 
 async def test_reverse_provisioning_returns_the_adapter_s_updates(

@@ -186,31 +186,41 @@ def test_retry_from_the_page_opens_the_new_operation(
     assert api.operation(retried)["retryOf"] == failed["id"]
 
 
-def test_repair_of_a_corrupt_component_asks_and_reports_what_the_server_said(
-    page: Page, dashboard: ServerThread, api: Api, unit_prefix: str
+def test_repair_of_a_corrupt_component_from_the_page_and_the_release_follows(
+    page: Page, dashboard: ServerThread, api: Api, unit_prefix: str, shoot: Callable[..., Path]
 ) -> None:
-    """A CORRUPT component offers Repair…, which asks for the real status and a reason. On a
-    server without the repair endpoint the page says it is not available; on one with it, the
-    component takes the status given."""
+    """A CORRUPT component offers Repair…, which asks to mark it deployed or not deployed and
+    for a reason; confirmed, the component and the release's status follow (CORRUPT to
+    DEPLOYED) without a reload, and the OVERRIDE operation shows the reason and no task."""
     unit_id = f"{unit_prefix}:0"
-    bad = f"{unit_id}:bad"
-    api.ended(api.deploy(unit(unit_id, [component(bad, fail="provision")])))
+    good, bad = f"{unit_id}:good", f"{unit_id}:bad"
+    api.ended(api.deploy(unit(unit_id, [component(good), component(bad, fail="provision")])))
     page.goto(f"{dashboard.url}/ui#/releases/{quote(unit_id, safe='')}/development")
+    expect(page.locator("#release-status")).to_have_text("✕ CORRUPT")
     row = page.locator("tbody tr", has_text="bad")
     expect(row.locator(".badge").first).to_have_text("✕ CORRUPT")
+    page.evaluate("window.notReloaded = true")
 
     row.get_by_role("button", name=f"Repair {bad}").click()
     dialog = page.get_by_role("dialog")
-    dialog.get_by_label("DEPLOYED", exact=True).check()
+    expect(dialog).to_contain_text("Mark bad as deployed or not deployed?")
+    dialog.get_by_label("Mark as DEPLOYED", exact=True).check()
     dialog.get_by_label("Reason").fill("checked the bucket by hand")
+    shoot("repair-dialog")
     dialog.get_by_role("button", name="Repair").click()
 
-    repair = f"/v1/deployment-units/{unit_id}/environments/development/components/{bad}/status"
-    probe = api.http.post(repair, json={})
-    if probe.status_code in (404, 405) and probe.json()["detail"] in (
-        "Not Found",
-        "Method Not Allowed",
-    ):
-        expect(page.locator(".notice.error")).to_contain_text("not available on this server")
-    else:
-        expect(row.locator(".badge").first).to_have_text("✓ DEPLOYED", timeout=15_000)
+    expect(row.locator(".badge").first).to_have_text("✓ DEPLOYED", timeout=15_000)
+    expect(page.locator("#release-status")).to_have_text("✓ DEPLOYED", timeout=15_000)
+    assert page.evaluate("window.notReloaded") is True
+    release = api.http.get(f"/v1/deployment-units/{unit_id}/environments/development").json()
+    assert release["status"] == "DEPLOYED"
+    override = api.operation(release["lastOperationId"])
+    assert (override["type"], override["reason"]) == ("OVERRIDE", "checked the bucket by hand")
+
+    page.get_by_role("link", name="override").first.click()
+    expect(page.locator("#operation-reason")).to_have_text("checked the bucket by hand")
+    expect(page.locator("#operation-component")).to_have_text(bad)
+    expect(page.locator("#no-tasks")).to_contain_text("An override runs no task")
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Override {unit_id}")
+    expect(page.get_by_role("button", name="Retry")).to_have_count(0)
+    shoot("override-operation", full_page=True)

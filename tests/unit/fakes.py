@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import yaml
+
 from provisioner.domain.descriptor import parse_descriptor
 from provisioner.domain.plan import plan_deploy
 from provisioner.domain.status import (
@@ -88,6 +90,7 @@ class FakeAdapters:
         self.finished: list[str] = []
         self.validated: list[str] = []
         self.validation_requests: dict[str, AdapterRequest] = {}
+        self.acl_calls: list[tuple[str, list[str], str]] = []  # component, refs, result
         self.in_flight = 0
         self.max_in_flight = 0
         self.in_flight_by_template: dict[str, int] = {}
@@ -146,6 +149,13 @@ class FakeAdapters:
     async def until_validating(self, component_id: str) -> None:
         async with self.changed:
             await self.changed.wait_for(lambda: component_id in self.validation_requests)
+
+    async def update_acl(
+        self, endpoint: AdapterEndpoint, *, refs: list[str], request: str, result: str
+    ) -> ProvisioningResult:
+        component_id = str(yaml.safe_load(request)["componentIdToProvision"])
+        self.acl_calls.append((component_id, list(refs), result))
+        return await self._run(endpoint, component_id, self._script(component_id))
 
     async def wait(self, endpoint: AdapterEndpoint, token: str) -> ProvisioningResult:
         component_id = next(cid for cid, s in self.scripts.items() if s.token == token)

@@ -151,6 +151,8 @@ RULES = {
     "GET /v1/releases": ["read"],
     "POST /v1/deployment-units/{deployment_unit_id}/environments/{environment}/components/"
     "{component_id}/acl": ["deploy:ENV"],
+    "POST /v1/deployment-units/{deployment_unit_id}/environments/{environment}/components/"
+    "{component_id}/status": ["admin"],
     "POST /v1/validations": ["validate"],
     "POST /v1/reverse-provisioning": ["admin"],
     "GET /v1/deployment-units/{deployment_unit_id}/environments/{environment}/publications": [

@@ -10,13 +10,17 @@ from provisioner.domain.status import (
     ComponentStatus,
     Interruption,
     OperationStatus,
+    OperationType,
     Publication,
     PublicationState,
     ReleaseStatus,
     TaskAction,
     TaskStatus,
+    changes_release,
     component_after,
+    may_override,
     operation_outcome,
+    records_provisioning,
     refused_task_status,
     release_status,
     release_verdict,
@@ -300,3 +304,100 @@ def test_operation_status_is_active(status: OperationStatus, active: bool) -> No
 def test_task_status_is_terminal(status: TaskStatus, terminal: bool) -> None:
     """WAITING and RUNNING are the only tasks still to finish."""
     assert status.is_terminal is terminal
+
+
+# --- ACL updates and overrides ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("outcome", [T.SUCCEEDED, T.FAILED, T.CANCELLED, T.SKIPPED])
+@pytest.mark.parametrize("called", [True, False])
+def test_an_acl_update_never_changes_its_component_s_status(outcome: T, called: bool) -> None:
+    """A failed ACL update, even one whose call was sent, leaves its component DEPLOYED: it
+    changes who may read the component, not whether it is deployed."""
+    assert component_after(C.DEPLOYED, A.UPDATE_ACL, outcome, called=called) is C.DEPLOYED
+
+
+def test_a_failed_provision_still_corrupts_where_an_acl_update_does_not() -> None:
+    assert component_after(C.DEPLOYED, A.PROVISION, T.FAILED, called=True) is C.CORRUPT
+    assert component_after(C.DEPLOYED, A.UPDATE_ACL, T.FAILED, called=True) is C.DEPLOYED
+
+
+def test_only_provisioning_tasks_are_a_component_s_latest_provisioning() -> None:
+    assert records_provisioning(A.PROVISION)
+    assert records_provisioning(A.UNPROVISION)
+    assert not records_provisioning(A.UPDATE_ACL)
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "allowed"),
+    [
+        (C.CORRUPT, C.DEPLOYED, True),
+        (C.CORRUPT, C.NOT_DEPLOYED, True),
+        (C.CORRUPT, C.CORRUPT, False),
+        (C.CORRUPT, C.IN_PROGRESS, False),
+        (C.DEPLOYED, C.NOT_DEPLOYED, False),
+        (C.NOT_DEPLOYED, C.DEPLOYED, False),
+        (C.IN_PROGRESS, C.DEPLOYED, False),
+    ],
+)
+def test_only_a_corrupt_component_may_be_marked_deployed_or_not_by_hand(
+    current: C, target: C, allowed: bool
+) -> None:
+    assert may_override(current, target) is allowed
+
+
+@pytest.mark.parametrize(
+    ("operation", "attempts", "changed"),
+    [
+        (OperationType.DEPLOY, [1, 0], True),
+        (OperationType.DEPLOY, [0, 0], False),
+        (OperationType.UNDEPLOY, [2], True),
+        (OperationType.UPDATE_ACL, [1], False),  # a grant, however it ended, deploys nothing
+        (OperationType.OVERRIDE, [], True),  # no task, yet a component changed
+    ],
+)
+def test_which_operations_change_what_is_deployed(
+    operation: OperationType, attempts: list[int], changed: bool
+) -> None:
+    assert changes_release(operation, attempts) is changed
+
+
+def test_a_failed_acl_update_leaves_a_deployed_release_deployed() -> None:
+    """The release after a failed ACL update is what it was (it changed nothing deployed),
+    where a failed deploy that touched something makes it CORRUPT."""
+    members = [C.DEPLOYED, C.DEPLOYED]
+    after_acl = release_status(
+        members,
+        last_operation=O.FAILED,
+        touched=changes_release(OperationType.UPDATE_ACL, [1]),
+        before=R.DEPLOYED,
+    )
+    assert after_acl is R.DEPLOYED
+    after_deploy = release_status(
+        members,
+        last_operation=O.FAILED,
+        touched=changes_release(OperationType.DEPLOY, [1]),
+        before=R.DEPLOYED,
+    )
+    assert after_deploy is R.CORRUPT
+
+
+def test_an_override_makes_the_release_follow_its_components() -> None:
+    """Once the one CORRUPT component is marked DEPLOYED, a release whose other members are
+    deployed is DEPLOYED; marked NOT_DEPLOYED, it is PARTIALLY_DEPLOYED."""
+    touched_ = changes_release(OperationType.OVERRIDE, [])
+    assert (
+        release_status(
+            [C.DEPLOYED, C.DEPLOYED], last_operation=O.SUCCEEDED, touched=touched_, before=R.CORRUPT
+        )
+        is R.DEPLOYED
+    )
+    assert (
+        release_status(
+            [C.DEPLOYED, C.NOT_DEPLOYED],
+            last_operation=O.SUCCEEDED,
+            touched=touched_,
+            before=R.CORRUPT,
+        )
+        is R.PARTIALLY_DEPLOYED
+    )

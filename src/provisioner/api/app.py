@@ -189,8 +189,6 @@ async def start_runtime(
         adapter_calls=AdapterCalls(
             directory=registry,
             adapters=adapters,
-            reads=reads,
-            submissions=submissions,
             policies=policies,
             observer=metrics,
         ),

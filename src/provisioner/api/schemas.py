@@ -5,13 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+)
 from pydantic.alias_generators import to_camel
 
 from provisioner.api.params import Identifier
 from provisioner.domain.changes import Change
 from provisioner.domain.publication import PublicationEvent
 from provisioner.domain.status import (
+    OVERRIDE_REASON_CHARACTERS,
     ComponentStatus,
     DeliveryStatus,
     OperationStatus,
@@ -92,6 +101,12 @@ class OperationOut(Schema):
     )
     cancel_requested: bool
     error: str | None
+    refs: list[str] | None = Field(
+        default=None, description="UPDATE_ACL: the users and groups it grants access"
+    )
+    reason: str | None = Field(
+        default=None, description="OVERRIDE: why the operator marked the component by hand"
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -137,6 +152,11 @@ class ComponentOut(Schema):
     infrastructure_template_id: str | None
     depends_on: list[str]
     info: Info
+    refs: list[str] | None = Field(
+        default=None,
+        description="the users and groups its last successful ACL update granted access "
+        "(null: never updated since it was deployed)",
+    )
     last_operation: LastOperationOut | None
     updated_at: datetime
 
@@ -225,11 +245,20 @@ class AclRequest(Schema):
     refs: list[str] = Field(min_length=1, description="users and groups, e.g. user:alice")
 
 
-class ProvisioningResultOut(Schema):
-    status: Literal["COMPLETED", "FAILED"]
-    info: PublicInfo
-    logs: list[dict[str, Any]]
-    error: dict[str, Any] | None
+class ComponentStatusRequest(Schema):
+    """An operator's repair of a CORRUPT component, after fixing its platform by hand."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    status: Literal[ComponentStatus.DEPLOYED, ComponentStatus.NOT_DEPLOYED] = Field(
+        description="what the component is now, as the operator found it"
+    )
+    reason: Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=1, max_length=OVERRIDE_REASON_CHARACTERS
+        ),
+    ] = Field(description="why: recorded on the operation and its events")
 
 
 class ValidationItem(Schema):

@@ -38,12 +38,14 @@ class PublicationEvent(StrEnum):
 _PUBLISHED_ON = {
     OperationType.DEPLOY: PublicationEvent.DEPLOYED,
     OperationType.UNDEPLOY: PublicationEvent.UNDEPLOYED,
+    OperationType.UPDATE_ACL: PublicationEvent.ACL_UPDATED,
 }
 
 
 def event_after(operation: OperationType, outcome: OperationStatus) -> PublicationEvent | None:
     """The event an operation publishes once it ended with ``outcome``: only success is
-    announced (a deploy every one of whose tasks succeeded, likewise an undeploy)."""
+    announced (a deploy every one of whose tasks succeeded, likewise an undeploy and an ACL
+    update; an override is an operator's repair, not a change of the release)."""
     if outcome is not OperationStatus.SUCCEEDED:
         return None
     return _PUBLISHED_ON.get(operation)

@@ -3,12 +3,16 @@
 Every rule is a pure function here, so that the engine (as tasks run) and the store (when an
 operation is cancelled before it ran, or abandoned after an internal error) decide alike:
 
-- ``component_after``: a component's status once its task ended;
+- ``component_after``: a component's status once its task ended (an ACL update never
+  changes it);
+- ``records_provisioning``: whether a task's end is its component's latest provisioning;
+- ``may_override``: which component an operator may mark by hand (``OVERRIDE``);
 - ``Interruption.task_status``: what a task cut short by a cancel, a timeout or a crash becomes;
 - ``operation_outcome``: an operation's status once all its tasks are final;
 - ``release_verdict`` (and ``release_status``, its status alone): a release's status once its
   last operation ended, with what the Market Planes acknowledged of its publications.
-- ``touched``: whether an operation changed anything at all.
+- ``touched``: whether an operation changed anything at all, and ``changes_release``:
+  whether it changed what is deployed (an ACL update does not; an override does).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from enum import StrEnum
 class OperationType(StrEnum):
     DEPLOY = "DEPLOY"
     UNDEPLOY = "UNDEPLOY"
+    UPDATE_ACL = "UPDATE_ACL"  # grant refs access to a deployed component, through its adapter
+    OVERRIDE = "OVERRIDE"  # an operator's repair: a CORRUPT component marked by hand
 
 
 class OperationStatus(StrEnum):
@@ -41,6 +47,7 @@ ACTIVE_OPERATION_STATUSES = frozenset({OperationStatus.PENDING, OperationStatus.
 class TaskAction(StrEnum):
     PROVISION = "PROVISION"
     UNPROVISION = "UNPROVISION"
+    UPDATE_ACL = "UPDATE_ACL"
 
 
 class TaskStatus(StrEnum):
@@ -101,14 +108,40 @@ def component_after(
     DEPLOYED (provision) or NOT_DEPLOYED (unprovision). One that did not succeed leaves it
     CORRUPT if its adapter call may have been sent (``called``), since the adapter may have done
     part of the work; otherwise the component keeps the status it had.
+
+    An ACL update, whatever its outcome, leaves the component as it was (DEPLOYED): it changes
+    who may read what the component provides, not whether it is there. A failed one is the
+    operation's failure, with the adapter's message, and the grant can simply be asked again.
     """
     if not outcome.is_terminal:
         raise ValueError(f"a task that is {outcome} has not ended")
+    if action is TaskAction.UPDATE_ACL:
+        return before
     if outcome is TaskStatus.SUCCEEDED:
         if action is TaskAction.PROVISION:
             return ComponentStatus.DEPLOYED
         return ComponentStatus.NOT_DEPLOYED
     return ComponentStatus.CORRUPT if called else before
+
+
+def records_provisioning(action: TaskAction) -> bool:
+    """Whether the end of a task with ``action`` becomes its component's latest provisioning
+    operation (its ``last_operation_*``, and the ``latestProvisioningOperation`` later requests
+    tell adapters): a provision or unprovision. An ACL update is not one."""
+    return action is not TaskAction.UPDATE_ACL
+
+
+OVERRIDE_REASON_CHARACTERS = 1000  # the most an override's reason may say
+
+OVERRIDE_TARGETS = frozenset({ComponentStatus.DEPLOYED, ComponentStatus.NOT_DEPLOYED})
+
+
+def may_override(current: ComponentStatus, target: ComponentStatus) -> bool:
+    """Whether an operator may mark a component ``target`` by hand (an ``OVERRIDE``, after
+    fixing its platform): only a CORRUPT one, the status nobody knows the truth of, and only
+    as DEPLOYED or NOT_DEPLOYED. Any other status is what an operation left, and an operation
+    (deploy, undeploy, retry) changes it."""
+    return current is ComponentStatus.CORRUPT and target in OVERRIDE_TARGETS
 
 
 def refused_task_status(*, valid: bool) -> TaskStatus:
@@ -177,6 +210,21 @@ def touched(attempts: Iterable[int]) -> bool:
     (refused by validation, cancelled before anything ran) touched nothing.
     """
     return any(count > 0 for count in attempts)
+
+
+def changes_release(operation: OperationType, attempts: Iterable[int]) -> bool:
+    """Whether an operation of type ``operation`` whose tasks made these ``attempts`` changed
+    what is deployed, and so whether its end derives the release's status anew.
+
+    A deploy or undeploy did if it ``touched`` anything. An ACL update never does: its release
+    stays as it was, whatever the outcome (a failed grant corrupts nothing). An override always
+    does: it changed a component's status by hand, with no task.
+    """
+    if operation is OperationType.UPDATE_ACL:
+        return False
+    if operation is OperationType.OVERRIDE:
+        return True
+    return touched(attempts)
 
 
 def release_verdict(

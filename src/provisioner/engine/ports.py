@@ -134,6 +134,13 @@ class TechAdapterPort(Protocol):
         """Ask the adapter whether the request's descriptor is valid (nothing is changed)."""
         ...
 
+    async def update_acl(
+        self, endpoint: AdapterEndpoint, *, refs: list[str], request: str, result: str
+    ) -> ProvisioningResult:
+        """Grant ``refs`` access to a deployed component: ``request`` is its
+        COMPONENT_DESCRIPTOR YAML, ``result`` the JSON of its last ProvisioningStatus."""
+        ...
+
 
 # --- Persistence ---------------------------------------------------------------------------
 
@@ -184,6 +191,7 @@ class ComponentState:
     public_info: JSON | None = None
     private_info: JSON | None = None
     logs: list[JSON] | None = None
+    refs: tuple[str, ...] | None = None  # granted by its last successful ACL update
     last_operation_id: str | None = None
     last_operation_type: OperationType | None = None
     last_task_status: TaskStatus | None = None
@@ -236,6 +244,10 @@ class OperationHeader:
     # made for it in the background carry them, so that adapters' logs join the request's.
     request_id: str | None = None
     trace_id: str | None = None
+    # UPDATE_ACL: the users and groups to grant access to its component.
+    refs: tuple[str, ...] | None = None
+    # OVERRIDE: why the operator marked the component by hand.
+    reason: str | None = None
 
 
 @dataclass(slots=True)

@@ -38,8 +38,10 @@ from provisioner.domain.status import (
     TaskStatus,
     component_after,
     operation_outcome,
+    records_provisioning,
     refused_task_status,
 )
+from provisioner.engine.acl import acl_call
 from provisioner.engine.failpoints import Failpoints
 from provisioner.engine.ports import (
     JSON,
@@ -259,6 +261,8 @@ class OperationRunner:
             error = f"the operation did not finish within {self._timeout:g} s"
         elif self._refusal is not None:
             error = self._refusal
+        elif outcome is OperationStatus.FAILED and self._header.type is OperationType.UPDATE_ACL:
+            error = _acl_error(self._tasks.values())
         elif outcome is OperationStatus.FAILED:
             failed = [t.id for t in self._tasks.values() if t.state.status is TaskStatus.FAILED]
             error = f"{len(failed)} task(s) failed: {', '.join(failed[:5])}"
@@ -469,6 +473,8 @@ class OperationRunner:
         component_id = task.id
         try:
             async with endpoint.time_limit():
+                if task.state.action is TaskAction.UPDATE_ACL:
+                    return await self._update_acl(task, endpoint)
                 if task.state.token is None:
                     self._failpoints.check("before-call", component_id)
                     answer = await self._adapters.start(endpoint, request)
@@ -483,6 +489,21 @@ class OperationRunner:
             if isinstance(exc, AdapterTimeoutError):
                 self._observer.adapter_error(endpoint, "timeout")
             return ProvisioningResult(succeeded=False, error=exc.detail)
+
+    async def _update_acl(self, task: _Task, endpoint: AdapterEndpoint) -> ProvisioningResult:
+        """An ACL update's one call; sent again after a restart (granting is idempotent)."""
+        try:
+            call = await offload(
+                self._claimed.documents_size, acl_call, self._claimed, task.component
+            )
+        except LookupError as exc:
+            return ProvisioningResult(succeeded=False, error={"message": str(exc)})
+        self._failpoints.check("before-call", task.id)
+        result = await self._adapters.update_acl(
+            endpoint, refs=call.refs, request=call.request, result=call.result
+        )
+        self._failpoints.check("after-call", task.id)
+        return result
 
     async def _record_token(self, task: _Task, token: str) -> None:
         """The adapter's token is durable before polling begins, so a restart resumes it."""
@@ -607,6 +628,8 @@ class OperationRunner:
         if old.status is TaskStatus.RUNNING:
             detail["resent"] = True  # the previous owner's call may not have arrived
         write.events.append(Event(task.id, old.status, TaskStatus.RUNNING, now, detail))
+        if not records_provisioning(task.state.action):
+            return  # an ACL update leaves its component DEPLOYED while it runs
         changes: dict[str, Any] = {
             "status": ComponentStatus.IN_PROGRESS,
             "last_sent_operation_id": self._builder.document_operation(task.state),
@@ -621,6 +644,9 @@ class OperationRunner:
         self, task: _Task, result: ProvisioningResult, write: StateWrite, now: datetime
     ) -> None:
         assert self._builder is not None
+        if task.state.action is TaskAction.UPDATE_ACL:
+            self._mark_acl_finished(task, result, write, now)
+            return
         changes: dict[str, Any] = {}
         if result.succeeded or result.public_info is not None or result.private_info is not None:
             changes.update(public_info=result.public_info, private_info=result.private_info)
@@ -634,7 +660,7 @@ class OperationRunner:
                 last_provisioned_operation_id=self.operation_id,
             )
         elif result.succeeded:
-            changes["version"] = None
+            changes.update(version=None, refs=None)  # undeployed: nobody has access any more
         task.component = replace(task.component, **changes)
         outcome = TaskStatus.SUCCEEDED if result.succeeded else TaskStatus.FAILED
         self._end(
@@ -650,6 +676,27 @@ class OperationRunner:
         self._log.info(
             "task_finished", component_id=task.id, status=outcome, attempts=task.state.attempts
         )
+
+    def _mark_acl_finished(
+        self, task: _Task, result: ProvisioningResult, write: StateWrite, now: datetime
+    ) -> None:
+        """The adapter's answer stays on the task: the component keeps the info of its last
+        provision (the next ACL update sends it) and, on success, holds the refs granted."""
+        outcome = TaskStatus.SUCCEEDED if result.succeeded else TaskStatus.FAILED
+        if result.succeeded:
+            task.component = replace(task.component, refs=self._header.refs)
+            write.components.append(task.component)
+        self._end(
+            task,
+            outcome,
+            write,
+            now,
+            error=result.error,
+            public_info=result.public_info,
+            private_info=result.private_info,
+            logs=result.logs or None,
+        )
+        self._log.info("acl_updated", component_id=task.id, status=outcome)
 
     def _skip_downstream(self, failed: _Task, write: StateWrite, now: datetime) -> None:
         """Every waiting task downstream of ``failed`` ends SKIPPED."""
@@ -681,7 +728,7 @@ class OperationRunner:
         if detail is None and error:
             detail = {"error": error.get("message")}
         write.events.append(Event(task.id, old, outcome, now, detail))
-        if not stamp:
+        if not stamp or not records_provisioning(task.state.action):
             return
         task.component = replace(
             task.component,
@@ -698,3 +745,12 @@ class OperationRunner:
 
     def _all_terminal(self) -> bool:
         return all(task.state.status.is_terminal for task in self._tasks.values())
+
+
+def _acl_error(tasks: Iterable[_Task]) -> str:
+    """A failed ACL update's error: what its adapter said."""
+    for task in tasks:
+        if task.state.status is TaskStatus.FAILED:
+            message = (task.state.error or {}).get("message")
+            return f"the ACL update of {task.id} failed: {message or 'no reason given'}"
+    return "the ACL update did not complete"

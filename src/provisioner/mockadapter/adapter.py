@@ -245,7 +245,8 @@ class MockTechAdapter:
         """POST /v1/updateacl, about the component of `provisionInfo.request`.
 
         The refs and the parsed `provisionInfo.result` are recorded as received; `aclFail` makes
-        the answer FAILED, `aclMode: async` hands it out behind a token (after `polls`).
+        the answer FAILED, `aclMode: async` hands it out behind a token (after `polls`), and
+        `aclGate` holds the (sync) answer until the test opens that gate.
         """
         request = parse_update_acl_request(body)
         target = self._acl_target(request.descriptor)
@@ -258,6 +259,8 @@ class MockTechAdapter:
         else:
             answer = answers.acl_granted(target.component_id, request.refs)
         if behaviour.acl_mode is Mode.SYNC:
+            if behaviour.acl_gate is not None:
+                await self.gates.wait(behaviour.acl_gate)
             return answer
         call.token = token = uuid4().hex
         self._acl_jobs[token] = AclJob(

@@ -108,6 +108,7 @@ class MockBehaviour:
     validation_status: ValidationOutcome = ValidationOutcome.COMPLETED
     acl_fail: bool = False
     acl_mode: Mode = Mode.SYNC
+    acl_gate: str | None = None  # updateacl held until the test opens the gate of this name
     gate: str | None = None  # held until the test opens the gate of this name
 
 
@@ -141,6 +142,8 @@ def parse_behaviour(component: Mapping[str, Any], defaults: ServerDefaults) -> M
         problems.append("specific.mock.reset: needs mode sync")
     if behaviour.gate is not None and not _is_gate_name(behaviour.gate):
         problems.append("specific.mock.gate: must be a non-empty name without '/'")
+    if behaviour.acl_gate is not None and not _is_gate_name(behaviour.acl_gate):
+        problems.append("specific.mock.aclGate: must be a non-empty name without '/'")
     if problems:
         raise _invalid(problems)
     return behaviour
@@ -257,6 +260,7 @@ _KNOBS: dict[str, _Knob] = dict(
         _choice("validationStatus", "validation_status", ValidationOutcome),
         ("aclFail", _Knob("acl_fail", _flag, _FLAG)),
         _choice("aclMode", "acl_mode", Mode),
+        ("aclGate", _Knob("acl_gate", _text, "must be a string")),
         ("gate", _Knob("gate", _text, "must be a string")),
     ]
 )

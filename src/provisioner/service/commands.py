@@ -1,4 +1,5 @@
-"""What users and pipelines can ask provisioner to do: deploy, undeploy, cancel, retry.
+"""What users and pipelines can ask provisioner to do: deploy, undeploy, update a component's
+access control, cancel, retry, and (operators) mark a CORRUPT component by hand.
 
 Each request is planned as a pure function of the request and of the release as one value
 (``ReleaseState``), outside any transaction; the store then writes the operation only if the
@@ -21,6 +22,7 @@ from provisioner import correlation
 from provisioner.domain.descriptor import DeploymentUnit, parse_descriptor
 from provisioner.domain.plan import (
     Plan,
+    Step,
     dependency_problems,
     plan_deploy,
     plan_retry,
@@ -30,6 +32,7 @@ from provisioner.domain.status import (
     ComponentStatus,
     OperationStatus,
     OperationType,
+    TaskAction,
     TaskStatus,
 )
 from provisioner.engine.ports import AdapterDirectory, ComponentState, OperationHeader
@@ -336,6 +339,89 @@ class Commands:
             )
         return plan
 
+    async def update_acl(
+        self,
+        deployment_unit_id: str,
+        environment: str,
+        component_id: str,
+        refs: Sequence[str],
+        *,
+        principal: str | None = None,
+    ) -> OperationView:
+        """Store an UPDATE_ACL operation granting ``refs`` access to a DEPLOYED component; it
+        runs in background like a deploy (one task, the component's adapter's updateacl).
+
+        404 if the release or component does not exist, 409 if the component is not
+        DEPLOYED, its descriptor is gone, or another operation runs on the release."""
+        granted = tuple(dict.fromkeys(refs))
+        release = await self._submissions.release_state(deployment_unit_id, environment)
+        _refuse_if_active(release)
+        source = _acl_target(release, component_id).last_provisioned_operation_id
+        if source is None or await self._reads.document(source) is None:
+            raise ConflictError(f"the descriptor of {component_id!r} is not available")
+
+        def build(release: ReleaseState | None) -> NewOperation:
+            assert release is not None
+            component = _acl_target(release, component_id)
+            template = component.infrastructure_template_id
+            if template is None or self._directory.resolve(template, environment) is None:
+                raise InvalidRequestError(
+                    "no Tech Adapter",
+                    [Problem("infrastructureTemplateId", unregistered(str(template), environment))],
+                )
+            step = Step(component_id, TaskAction.UPDATE_ACL, (), template, component.is_system)
+            return NewOperation(
+                header=self._header(
+                    OperationType.UPDATE_ACL,
+                    deployment_unit_id,
+                    environment,
+                    release.version,
+                    principal=principal,
+                    refs=granted,
+                ),
+                plan=Plan((step,)),
+                requested_components=(component_id,),
+            )
+
+        return await self._submit(_Request(deployment_unit_id, environment, build))
+
+    async def override(
+        self,
+        deployment_unit_id: str,
+        environment: str,
+        component_id: str,
+        status: ComponentStatus,
+        *,
+        reason: str,
+        principal: str | None = None,
+    ) -> OperationView:
+        """An operator marks a CORRUPT component ``status`` (DEPLOYED or NOT_DEPLOYED) after
+        fixing its platform by hand: an OVERRIDE operation, with no adapter call, recorded and
+        ended at once with the principal and the reason; the release's status follows.
+
+        404 if the component does not exist, 409 if it is not CORRUPT or another operation
+        runs on the release."""
+        release = await self._submissions.release_state(deployment_unit_id, environment)
+        _refuse_if_active(release)
+        if component_id not in release.components:
+            raise NotFoundError(
+                f"component {component_id!r} of {deployment_unit_id!r} is not known in "
+                f"{environment!r}"
+            )
+        header = self._header(
+            OperationType.OVERRIDE,
+            deployment_unit_id,
+            environment,
+            release.version,
+            principal=principal,
+            reason=reason,
+        )
+        await self._submissions.override(header, component_id, status)
+        view = await self._reads.operation(header.id)
+        self._observer.operation_submitted(view)
+        self._observer.operation_finished(view, view.status)
+        return view
+
     async def cancel(self, operation_id: str, *, principal: str | None = None) -> OperationView:
         """Cancel an active operation (409 if it already ended)."""
         status = await self._submissions.request_cancel(
@@ -353,6 +439,11 @@ class Commands:
         original = await self._reads.operation(operation_id)
         if original.status.is_active:
             raise ConflictError(f"operation {operation_id} is still {original.status}")
+        if original.type not in (OperationType.DEPLOY, OperationType.UNDEPLOY):
+            raise ConflictError(
+                f"operation {operation_id} is an {original.type}, which is not retried: ask "
+                "for it again"
+            )
         remaining = [task for task in original.tasks if task.status is not TaskStatus.SUCCEEDED]
         if not remaining:
             raise ConflictError(f"every task of operation {operation_id} succeeded")
@@ -458,6 +549,8 @@ class Commands:
         *,
         remove_data: bool = False,
         principal: str | None,
+        refs: tuple[str, ...] | None = None,
+        reason: str | None = None,
     ) -> OperationHeader:
         # The request asking for it: the calls made for it later carry its id and trace.
         asked = correlation.current()
@@ -472,6 +565,8 @@ class Commands:
             requested_by=principal,
             request_id=asked.request_id if asked else None,
             trace_id=asked.trace_id if asked else None,
+            refs=refs,
+            reason=reason,
         )
 
 
@@ -564,6 +659,26 @@ def _selection(components: Sequence[str] | None, verb: str) -> tuple[str, ...] |
             f"nothing to {verb}", [Problem("components", "must list at least one component")]
         )
     return tuple(dict.fromkeys(components))
+
+
+def _refuse_if_active(release: ReleaseState) -> None:
+    if release.active_operation_id is not None:
+        raise OperationActiveError(
+            release.deployment_unit_id, release.environment, release.active_operation_id
+        )
+
+
+def _acl_target(release: ReleaseState, component_id: str) -> ComponentState:
+    """The component an ACL update is for: it exists (else 404) and is DEPLOYED (else 409)."""
+    component = release.components.get(component_id)
+    if component is None or component.is_system:
+        raise NotFoundError(
+            f"component {component_id!r} of {release.deployment_unit_id!r} is not known in "
+            f"{release.environment!r}"
+        )
+    if component.status is not ComponentStatus.DEPLOYED:
+        raise ConflictError(f"component {component_id!r} is {component.status}, not DEPLOYED")
+    return component
 
 
 def _anything_deployed(release: ReleaseState) -> bool:

@@ -1,5 +1,5 @@
 """Calls made to a Tech Adapter on a user's behalf and answered at once: validate a descriptor,
-update a deployed component's access control, reverse provisioning. Nothing is stored."""
+reverse provisioning. Nothing is stored. (An ACL update is an operation: ``Commands``.)"""
 
 from __future__ import annotations
 
@@ -15,19 +15,17 @@ import structlog
 from provisioner.adapters.client import ReverseProvisioningOutcome, TechAdapterClient
 from provisioner.domain.descriptor import DeploymentUnit
 from provisioner.domain.rendering import DescriptorTexts, WireText
-from provisioner.domain.status import ComponentStatus, OperationType, TaskAction
+from provisioner.domain.status import OperationType, TaskAction
 from provisioner.engine.ports import (
     AdapterDirectory,
     AdapterEndpoint,
     AdapterRequest,
     DescriptorKind,
-    ProvisioningResult,
     ValidationOutcome,
 )
 from provisioner.errors import (
     AdapterError,
     AdapterTimeoutError,
-    ConflictError,
     InvalidRequestError,
     Problem,
 )
@@ -38,9 +36,7 @@ from provisioner.service.ports import (
     PolicyCheck,
     QuietServiceObserver,
     ServiceObserver,
-    SubmissionStore,
 )
-from provisioner.service.reads import Reads
 
 log = structlog.get_logger(__name__)
 
@@ -75,15 +71,11 @@ class AdapterCalls:
         *,
         directory: AdapterDirectory,
         adapters: TechAdapterClient,
-        reads: Reads,
-        submissions: SubmissionStore,
         policies: PolicyCheck | None = None,
         observer: ServiceObserver | None = None,
     ) -> None:
         self._directory = directory
         self._adapters = adapters
-        self._reads = reads
-        self._submissions = submissions
         self._observer = observer or QuietServiceObserver()
         self._governance = Governance(policies, self._observer)
 
@@ -141,55 +133,6 @@ class AdapterCalls:
             return ComponentValidation(cid, outcome.valid, outcome.errors)
 
         return list(await asyncio.gather(*(check(*item) for item in checks)))
-
-    async def update_acl(
-        self,
-        deployment_unit_id: str,
-        environment: str,
-        component_id: str,
-        refs: list[str],
-        *,
-        principal: str | None = None,
-    ) -> ProvisioningResult:
-        """Grant ``refs`` access to a deployed component through its Tech Adapter.
-
-        ``provisionInfo`` is what real adapters read: ``request`` the COMPONENT_DESCRIPTOR YAML
-        the component was provisioned with, ``result`` the JSON of its last ProvisioningStatus
-        (adapters such as the Terraform one read ``info.privateInfo`` from it).
-        """
-        await self._reads.component(deployment_unit_id, environment, component_id)
-        release = await self._submissions.release_state(deployment_unit_id, environment)
-        component = release.components[component_id]
-        if component.status is not ComponentStatus.DEPLOYED:
-            raise ConflictError(f"component {component_id!r} is {component.status}, not DEPLOYED")
-        source = component.last_provisioned_operation_id
-        document = await self._reads.document(source) if source else None
-        if document is None or component.infrastructure_template_id is None:
-            raise ConflictError(f"the descriptor of {component_id!r} is not available")
-        endpoint = self._resolve(component.infrastructure_template_id, environment)
-        log.info(
-            "acl_update_requested",
-            deployment_unit_id=deployment_unit_id,
-            environment=environment,
-            component_id=component_id,
-            refs=len(refs),
-            principal=principal,
-        )
-        result = {
-            "status": "COMPLETED",
-            "info": {
-                "publicInfo": component.public_info or {},
-                "privateInfo": component.private_info or {},
-            },
-            "logs": component.logs or [],
-        }
-        async with self._time_limit(endpoint):
-            return await self._adapters.update_acl(
-                endpoint,
-                refs=refs,
-                request=DescriptorTexts(document).component(component_id).text,
-                result=json.dumps(result),
-            )
 
     async def reverse_provision(
         self,

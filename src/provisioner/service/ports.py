@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from provisioner.domain.status import OperationStatus, ReleaseStatus
+from provisioner.domain.status import ComponentStatus, OperationStatus, ReleaseStatus
 from provisioner.engine.ports import AdapterEndpoint, AdapterErrorKind, OperationHeader
 from provisioner.policies import PolicyVerdict
 from provisioner.store.submissions import NewOperation, ReleaseState
@@ -26,6 +26,14 @@ class SubmissionStore(Protocol):
     ) -> OperationView:
         """Store ``new`` unless an operation is active there (``OperationActiveError``) or the
         release moved on from ``based_on`` (``ReleaseChangedError``)."""
+        ...
+
+    async def override(
+        self, header: OperationHeader, component_id: str, status: ComponentStatus
+    ) -> None:
+        """Record ``header`` (an OVERRIDE) as ended, the component marked ``status`` and the
+        release's status derived again, in one transaction; ``NotFoundError``, or
+        ``ConflictError`` unless the component is CORRUPT and no operation is active."""
         ...
 
     async def request_cancel(

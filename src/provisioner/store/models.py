@@ -26,6 +26,7 @@ from sqlalchemy.types import TypeDecorator
 
 from provisioner.domain.publication import PublicationEvent
 from provisioner.domain.status import (
+    OVERRIDE_REASON_CHARACTERS,
     ComponentStatus,
     DeliveryStatus,
     OperationStatus,
@@ -105,6 +106,22 @@ class IdTuple(TypeDecorator[tuple[str, ...]]):
         return tuple(value or ())
 
 
+class RefTuple(TypeDecorator[tuple[str, ...] | None]):
+    """Users and groups (ACL refs) stored as a JSON list, read back as a tuple; NULL: none."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else list(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> tuple[str, ...] | None:
+        return None if value is None else tuple(str(item) for item in value)
+
+
+REASON = OVERRIDE_REASON_CHARACTERS  # an operator's reason for an override
+
+
 class ProblemTuple(TypeDecorator[tuple[Problem, ...]]):
     """Problems (``{path, message}``) stored as a JSON list, read back as a tuple of them."""
 
@@ -146,6 +163,9 @@ class OperationRow(Base):
     # The submitting request's X-Request-Id and W3C trace id (correlation of background calls).
     request_id: Mapped[str | None] = mapped_column(String(REQUEST_ID))
     trace_id: Mapped[str | None] = mapped_column(String(TRACE_ID))
+    # UPDATE_ACL: the refs to grant; OVERRIDE: why the operator marked the component.
+    refs: Mapped[tuple[str, ...] | None] = mapped_column(RefTuple, nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(REASON))
     descriptor: Mapped[str | None] = mapped_column(Text)  # the unit descriptor, as JSON text
     error: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -265,6 +285,8 @@ class ComponentRow(Base):
     public_info: Mapped[Any | None] = mapped_column(JsonValue)
     private_info: Mapped[Any | None] = mapped_column(JsonValue)
     logs: Mapped[Any | None] = mapped_column(JsonValue)
+    # The users and groups its last successful ACL update granted access (None: never updated).
+    refs: Mapped[tuple[str, ...] | None] = mapped_column(RefTuple, nullable=True)
     last_operation_id: Mapped[str | None] = mapped_column(String(ID))
     last_operation_type: Mapped[OperationType | None] = mapped_column(EnumText(OperationType))
     last_task_status: Mapped[TaskStatus | None] = mapped_column(EnumText(TaskStatus))

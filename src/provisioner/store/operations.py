@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, bindparam, func, or_, select, tuple_, update
 
-from provisioner.domain.publication import event_after
+from provisioner.domain.publication import PublicationEvent, acl_detail, event_after
 from provisioner.domain.status import (
     UNFINISHED_TASK_STATUSES,
     ComponentStatus,
@@ -19,9 +19,10 @@ from provisioner.domain.status import (
     ReleaseStatus,
     ReleaseVerdict,
     TaskStatus,
+    changes_release,
     component_after,
+    records_provisioning,
     release_verdict,
-    touched,
 )
 from provisioner.engine.ports import (
     COMPONENT_PROGRESS,
@@ -361,6 +362,7 @@ class SqlOperationStore:
             operation_id=header.id,
             version=header.version,
             occurred_at=now,
+            detail=_acl_detail(conn, header) if event is PublicationEvent.ACL_UPDATED else None,
         )
         record_publication(conn, publication, self._marketplaces)
 
@@ -470,6 +472,14 @@ class _Parts:
         )
 
 
+def _acl_detail(conn: Connection, header: OperationHeader) -> dict[str, Any]:
+    """An ACL update's event: its one component and the refs it granted."""
+    component_id = conn.execute(
+        select(tasks.c.component_id).where(tasks.c.operation_id == header.id).limit(1)
+    ).scalar_one()
+    return acl_detail(component_id, header.refs or ())
+
+
 def _record_members(conn: Connection, header: OperationHeader, members: Sequence[str]) -> None:
     """From now on the release is made of these (and of whatever is still deployed)."""
     conn.execute(update(components).where(*release_key(components, header)).values(member=False))
@@ -525,6 +535,7 @@ def _abandon(conn: Connection, header: OperationHeader, message: str, now: datet
             "updated_at": now,
         }
         for row in unfinished
+        if records_provisioning(row.action)  # an ACL update leaves its component as it was
     ]
     if stamped:
         conn.execute(_STAMP_COMPONENT, stamped)
@@ -661,15 +672,18 @@ def _verdict(
             or_(components.c.member, components.c.status != ComponentStatus.NOT_DEPLOYED),
         )
     ).scalars()
-    before = conn.execute(
-        select(operations.c.release_status_before).where(operations.c.id == operation_id)
-    ).scalar()
+    last = conn.execute(
+        select(operations.c.release_status_before, operations.c.type).where(
+            operations.c.id == operation_id
+        )
+    ).one_or_none()
+    before, type_ = (None, OperationType.DEPLOY) if last is None else last
     attempts = conn.execute(
         select(tasks.c.attempts)
         .where(tasks.c.operation_id == operation_id, tasks.c.attempts > 0)
         .limit(1)
     ).scalars()
-    changed = touched(attempts)
+    changed = changes_release(type_, attempts)
     verdict = release_verdict(
         statuses,
         last_operation=last_operation,

@@ -1,7 +1,7 @@
 """The outbox: release events written in the transaction of the change they announce.
 
-``record_publication`` is called inside a store transaction (the one that records an
-operation's end, for DEPLOYED and UNDEPLOYED); the event and one delivery per configured Market
+``record_publication`` is called inside a store transaction (the one that records an operation's
+end, for DEPLOYED, UNDEPLOYED and ACL_UPDATED); the event and one delivery per configured Market
 Plane commit with that change or not at all, and the publisher delivers them later, at least
 once. What the event says is fixed then: its own row, the operation's stored descriptor and
 tasks, which do not change once it ended (a succeeded task holds the public info its component

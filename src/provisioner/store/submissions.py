@@ -21,14 +21,17 @@ from sqlalchemy.exc import IntegrityError
 from provisioner.domain.plan import STEP_FIELDS, Plan
 from provisioner.domain.status import (
     ACTIVE_OPERATION_STATUSES,
+    ComponentStatus,
     Interruption,
     OperationStatus,
     ReleaseStatus,
     TaskStatus,
+    may_override,
     operation_outcome,
 )
 from provisioner.engine.ports import ComponentState, Event, OperationHeader, TaskState
 from provisioner.errors import (
+    ConflictError,
     NotFoundError,
     OperationActiveError,
     OperationFinishedError,
@@ -270,6 +273,82 @@ class Submissions:
                 }
                 for state in new.components
             ],
+        )
+
+    async def override(
+        self, header: OperationHeader, component_id: str, status: ComponentStatus
+    ) -> None:
+        """Record an OVERRIDE: the operation, already SUCCEEDED (no task: no adapter is called),
+        the component marked ``status`` with an event saying who and why, and the release's
+        status derived again, all in one transaction.
+
+        Raises ``NotFoundError`` (no such release or component), ``OperationActiveError``, or
+        ``ConflictError`` when the component may not be overridden (``may_override``).
+        """
+        unit_id, environment, now = header.deployment_unit_id, header.environment, header.created_at
+
+        def work(conn: Connection) -> None:
+            current = _lock_release(conn, unit_id, environment, lock=not self._db.is_sqlite)
+            _refuse_if_active(conn, unit_id, environment)
+            key = (
+                components.c.deployment_unit_id == unit_id,
+                components.c.environment == environment,
+                components.c.component_id == component_id,
+            )
+            was = conn.execute(select(components.c.status).where(*key)).scalar_one_or_none()
+            if current is None or was is None:
+                raise NotFoundError(
+                    f"component {component_id!r} of {unit_id!r} is not known in {environment!r}"
+                )
+            if not may_override(was, status):
+                raise ConflictError(
+                    f"component {component_id!r} is {was}: only a CORRUPT component may be "
+                    "marked by hand (DEPLOYED or NOT_DEPLOYED)"
+                )
+            self._insert_override(conn, header, component_id, release_status=current.status)
+            changes: dict[str, Any] = {"status": status, "updated_at": now}
+            if status is ComponentStatus.NOT_DEPLOYED:
+                changes.update(version=None, refs=None)
+            conn.execute(update(components).where(*key).values(changes))
+            said = {"reason": header.reason}
+            marked = {"override": {"componentId": component_id, "from": was, "to": status}}
+            who = header.requested_by
+            insert_events(
+                conn,
+                [
+                    event_values(header.id, Event(component_id, was, status, now, said), who),
+                    event_values(
+                        header.id,
+                        Event(None, None, OperationStatus.SUCCEEDED, now, marked | said),
+                        who,
+                    ),
+                ],
+            )
+            settle_release(conn, header, OperationStatus.SUCCEEDED, now)
+
+        await self._db.transaction(work)
+
+    def _insert_override(
+        self,
+        conn: Connection,
+        header: OperationHeader,
+        component_id: str,
+        *,
+        release_status: ReleaseStatus,
+    ) -> None:
+        now = header.created_at
+        conn.execute(
+            insert(operations).values(
+                **values(header, _HEADER_FIELDS),
+                status=OperationStatus.SUCCEEDED,
+                requested_components=(component_id,),
+                release_status_before=release_status,
+                cancel_requested=False,
+                fencing=0,
+                started_at=now,
+                finished_at=now,
+                updated_at=now,
+            )
         )
 
     async def request_cancel(

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from provisioner.api.routes import adapters, observability, operations, publications, releases, ui
+from provisioner.api.routes import (
+    adapters,
+    components,
+    observability,
+    operations,
+    publications,
+    releases,
+    ui,
+)
 
 router = APIRouter()
 router.include_router(operations.router)
 router.include_router(releases.router)
 router.include_router(adapters.router)
+router.include_router(components.router)
 router.include_router(ui.router)
 router.include_router(publications.router)
 router.include_router(observability.router)

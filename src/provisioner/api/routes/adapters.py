@@ -1,4 +1,4 @@
-"""Calls passed through to a Tech Adapter: validation, access control, reverse provisioning."""
+"""Calls passed through to a Tech Adapter: validation, reverse provisioning."""
 
 from __future__ import annotations
 
@@ -7,18 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter
 
 from provisioner.api.deps import AdapterCallsDep, problems
-from provisioner.api.params import IdPath
 from provisioner.api.routes.operations import DESCRIPTOR_BODY
 from provisioner.api.schemas import (
-    AclRequest,
-    ProvisioningResultOut,
-    PublicInfo,
     ReverseProvisioningOut,
     ReverseProvisioningRequest,
     ValidationOut,
 )
 from provisioner.api.security import (
-    PATH_TARGET,
     VALIDATE_ACCESS,
     AdminDep,
     AuthenticatedRoute,
@@ -27,31 +22,6 @@ from provisioner.api.security import (
 from provisioner.auth.scopes import Principal
 
 router = APIRouter(prefix="/v1", route_class=AuthenticatedRoute, responses=problems(401, 403))
-
-
-@router.post(
-    "/deployment-units/{deployment_unit_id}/environments/{environment}/components/{component_id}/acl",
-    response_model=ProvisioningResultOut,
-    responses=problems(404, 409, 422, 502),
-    summary="Update a deployed component's access control through its Tech Adapter",
-)
-async def update_acl(
-    deployment_unit_id: IdPath,
-    environment: IdPath,
-    component_id: IdPath,
-    body: AclRequest,
-    principal: Annotated[Principal, PATH_TARGET],
-    adapter_calls: AdapterCallsDep,
-) -> ProvisioningResultOut:
-    result = await adapter_calls.update_acl(
-        deployment_unit_id, environment, component_id, body.refs, principal=principal.name
-    )
-    return ProvisioningResultOut(
-        status="COMPLETED" if result.succeeded else "FAILED",
-        info=PublicInfo(public_info=result.public_info),
-        logs=result.logs,
-        error=result.error,
-    )
 
 
 @router.post(

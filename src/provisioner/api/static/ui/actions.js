@@ -60,17 +60,19 @@ export async function retryOperation(operation, button) {
 /** Record by hand what a CORRUPT component really is (admin); resolves to true if done. */
 export async function repairComponent({ unitId, environment, componentId }, button) {
   const values = await confirmAction({
-    title: `Repair ${shortName(componentId, unitId)}?`,
+    title: `Mark ${shortName(componentId, unitId)} as deployed or not deployed?`,
     text: `Record ${componentId} in ${environment} as what it really is, after checking the `
-      + "platform by hand. Nothing is sent to its Tech Adapter.",
+      + "platform by hand. Nothing is sent to its Tech Adapter; an OVERRIDE operation keeps "
+      + "your name and reason, and the release's status follows.",
     fields: [
       h("fieldset", {},
         h("legend", {}, "It is now"),
         h("label", { class: "choice" },
           h("input", { type: "radio", name: "status", value: "DEPLOYED", required: true }),
-          " DEPLOYED"),
+          " Mark as DEPLOYED"),
         h("label", { class: "choice" },
-          h("input", { type: "radio", name: "status", value: "NOT_DEPLOYED" }), " NOT_DEPLOYED")),
+          h("input", { type: "radio", name: "status", value: "NOT_DEPLOYED" }),
+          " Mark as NOT_DEPLOYED")),
       h("label", {}, "Reason (kept in the audit trail)",
         h("textarea", { name: "reason", rows: 2, required: true, maxlength: 1000 })),
     ],

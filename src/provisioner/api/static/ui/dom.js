@@ -102,6 +102,15 @@ export function formatDuration(start, end) {
  * A short name for a component: what follows its unit's id (urn:…:0:raw-storage →
  * raw-storage), else its last segment; the system step is the unit itself.
  */
+const OPERATION_NAMES = {
+  DEPLOY: "deploy", UNDEPLOY: "undeploy", UPDATE_ACL: "ACL update", OVERRIDE: "override",
+};
+
+/** An operation's type as a sentence says it ("ACL update"); an unknown one as it comes. */
+export function operationName(type) {
+  return OPERATION_NAMES[type] ?? String(type).toLowerCase();
+}
+
 export function shortName(componentId, unitId) {
   if (componentId === unitId) return "system step";
   if (unitId && componentId.startsWith(`${unitId}:`)) return componentId.slice(unitId.length + 1);

@@ -1,13 +1,14 @@
 // #/operations/{id}: an operation's DAG (the system step, the components, their
 // dependencies), each node coloured by its status and updated live from the event stream; the
 // selected node's adapter, timings, error, logs and public info; the policy warnings, the plan,
-// the audit trail; cancel and retry.
+// the audit trail; cancel and retry. An ACL update has one task (its component's updateacl);
+// an override none (an operator marked a CORRUPT component by hand, with a reason).
 import { actionButton, cancelOperation, retryOperation } from "../actions.js";
 import { get, paths } from "../api.js";
 import { drawGraph, MAX_DRAWN } from "../dag.js";
 import {
-  ACTIVE_OPERATION, badge, facts, formatDuration, h, json, operationHref, releaseHref, replaceContent,
-  shortName, timeCell,
+  ACTIVE_OPERATION, badge, facts, formatDuration, h, json, operationHref, operationName, releaseHref,
+  replaceContent, shortName, timeCell,
 } from "../dom.js";
 import { followEvents } from "../events.js";
 import { every } from "../live.js";
@@ -16,6 +17,10 @@ import { repairButton } from "./release.js";
 
 const TASK_STATUSES = ["WAITING", "RUNNING", "SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED"];
 const HISTORY_SHOWN = 200;
+// What may be retried: the server refuses a retry of an ACL update (ask again) or an override.
+const RETRIED = new Set(["DEPLOY", "UNDEPLOY"]);
+// Operations about one component: it is named, rather than counted.
+const ONE_COMPONENT = new Set(["UPDATE_ACL", "OVERRIDE"]);
 const MODES = {
   stream: "Live: event stream",
   polling: "Live: polling every second",
@@ -175,15 +180,22 @@ function renderAll(page) {
 
 function renderFacts(page) {
   const op = page.operation;
-  page.parts.title.textContent = `${op.type === "UNDEPLOY" ? "Undeploy" : "Deploy"} `
+  const name = operationName(op.type);
+  page.parts.title.textContent = `${name[0].toUpperCase()}${name.slice(1)} `
     + `${op.deploymentUnitId}`;
+  const about = ONE_COMPONENT.has(op.type) && op.components?.length;
   const pairs = [
     ["Status", badge(op.status, { id: "operation-status" })],
     ["Release", h("a", { href: releaseHref(op.deploymentUnitId, op.environment) },
       op.environment)],
     ["Version", op.version ?? "—"],
     op.requestedBy ? ["Requested by", op.requestedBy] : null,
-    op.components ? ["Components asked for", op.components.length] : null,
+    about ? ["Component", h("span", { class: "id", id: "operation-component" },
+      op.components.join(", "))] : null,
+    op.components && !about ? ["Components asked for", op.components.length] : null,
+    op.refs ? ["Access granted to", h("span", { id: "operation-refs" }, op.refs.join(", "))]
+      : null,
+    op.reason ? ["Reason", h("span", { id: "operation-reason" }, op.reason)] : null,
     op.removeData ? ["Remove data", "yes"] : null,
     op.retryOf ? ["Retry of", h("a", { href: operationHref(op.retryOf) }, op.retryOf)] : null,
     ["Created", timeCell(op.createdAt)],
@@ -213,7 +225,7 @@ function renderActions(page) {
       }));
     }
   }
-  if (op.status === "FAILED" || op.status === "CANCELLED") {
+  if (RETRIED.has(op.type) && (op.status === "FAILED" || op.status === "CANCELLED")) {
     buttons.push(actionButton({
       kind: "retry", environment: op.environment, label: "Retry", key: "action:retry",
       primary: true,
@@ -244,6 +256,15 @@ function renderGraph(page) {
     page.graph.update(tasks);
     return;
   }
+  if (tasks.length === 0) {
+    page.graph = { update() {}, select() {} };
+    replaceContent(page.parts.dag, h("p", { class: "hint", id: "no-tasks" },
+      page.operation.type === "OVERRIDE"
+        ? "An override runs no task: an operator recorded the component's status by hand "
+          + "(nothing was sent to a Tech Adapter). The history below says what changed."
+        : "This operation has no tasks."));
+    return;
+  }
   if (tasks.length > MAX_DRAWN) {
     page.graph = { update() {}, select() {} };
     replaceContent(page.parts.dag, h("p", { class: "hint" },
@@ -265,6 +286,10 @@ function select(page, componentId) {
 function renderDetails(page) {
   const op = page.operation;
   const task = op.tasks.find((t) => t.componentId === page.selected);
+  if (!task && op.tasks.length === 0) {
+    replaceContent(page.parts.details, h("p", { class: "hint" }, "No task to show."));
+    return;
+  }
   if (!task) {
     replaceContent(page.parts.details, h("p", { class: "hint" },
       "Select a task (click it, or Tab to it and press Enter) to see its Tech Adapter, "

@@ -29,7 +29,9 @@ export function render(main, { args: [unitId, environment], signal }) {
         get(paths.release(unitId, environment), {}, { signal }),
         get("/v1/operations", { deploymentUnitId: unitId, environment, limit: RECENT }, { signal }),
       ]);
-      await operations.load(release.components.map((c) => c.lastOperation?.operationId), signal);
+      await operations.load(
+        [release.lastOperationId, ...release.components.map((c) => c.lastOperation?.operationId)],
+        signal);
       replaceContent(body, ...view(release, recent.items, operations, refresh));
       loaded = true;
       live.ok();
@@ -68,6 +70,7 @@ function componentsTable(release, refresh) {
     component.version ?? "—",
     h("span", { class: "id" }, component.infrastructureTemplateId ?? "—"),
     component.dependsOn.map((id) => shortName(id, release.deploymentUnitId)).join(", ") || "—",
+    component.refs?.length ? component.refs.join(", ") : "—",
     component.lastOperation
       ? h("a", { href: operationHref(component.lastOperation.operationId) },
         `${component.lastOperation.type.toLowerCase()} `, badge(component.lastOperation.status))
@@ -75,11 +78,13 @@ function componentsTable(release, refresh) {
     component.status === "CORRUPT" ? repairButton(release, component.componentId, refresh) : "",
   ]);
   return table("Components",
-    ["Component", "Status", "Version", "Tech Adapter", "Depends on", "Last task", ""], rows,
+    ["Component", "Status", "Version", "Tech Adapter", "Depends on", "Access", "Last task", ""],
+    rows,
     { empty: "No components." });
 }
 
-/** A "Repair…" button for a CORRUPT component (admin: the server says if the token may). */
+/** A "Repair…" button for a CORRUPT component: mark it deployed or not deployed, with a reason
+ * (admin: the server says if the token may). */
 export function repairButton(release, componentId, refresh) {
   return actionButton({
     kind: "repair",

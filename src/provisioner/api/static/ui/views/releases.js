@@ -2,7 +2,9 @@
 // operation; filtered by environment and status (by the server) and by a part of the unit's
 // id (here); refreshed every few seconds.
 import { get } from "../api.js";
-import { badge, h, operationHref, releaseHref, replaceContent, timeCell } from "../dom.js";
+import {
+  badge, h, operationHref, operationName, releaseHref, replaceContent, timeCell,
+} from "../dom.js";
 import { every, REFRESH_MS } from "../live.js";
 import {
   debounce, field, liveIndicator, loadError, readFilters, statusSelect, table, writeFilters,
@@ -94,6 +96,6 @@ export function lastOperation(id, operations) {
   if (!id) return "—";
   const operation = operations.get(id);
   const link = h("a", { href: operationHref(id), "data-key": `operation:${id}` },
-    operation ? operation.type.toLowerCase() : `operation ${id.slice(0, 8)}…`);
+    operation ? operationName(operation.type) : `operation ${id.slice(0, 8)}…`);
   return operation ? h("span", { class: "inline" }, link, " ", badge(operation.status)) : link;
 }
