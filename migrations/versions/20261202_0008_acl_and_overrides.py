@@ -1,7 +1,7 @@
 """ACL updates and overrides as operations: the refs an UPDATE_ACL grants and the reason of an
 OVERRIDE on the operation, and the refs a component was last granted.
 
-Revision ID: acl_override (the branch name; alembic refuses "-" in ids)
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-02
 """
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "acl_override"
+revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
