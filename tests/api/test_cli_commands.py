@@ -92,7 +92,8 @@ def test_help_lists_every_command_as_plain_text() -> None:
         assert f"\n  {command} " in result.output
     deploy = CliRunner().invoke(app, ["deploy", "--help"])
     assert "--wait-for-lock [SECONDS]" in deploy.output
-    assert "\x1b[" not in deploy.output and "[bold" not in deploy.output
+    assert "\x1b[" not in deploy.output
+    assert "[bold" not in deploy.output
 
 
 def test_deploy_wait_prints_plain_lines_and_json_shapes(
@@ -226,7 +227,8 @@ def test_events_follow_prints_each_event_until_the_end(
     assert result.exit_code == 0, result.output
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [event["id"] for event in events] == sorted(event["id"] for event in events)
-    assert events[-1]["componentId"] is None and events[-1]["newStatus"] == "SUCCEEDED"
+    assert events[-1]["componentId"] is None
+    assert events[-1]["newStatus"] == "SUCCEEDED"
     assert any(event["componentId"] == a for event in events)
 
 
