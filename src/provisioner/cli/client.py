@@ -302,7 +302,8 @@ def operation(
     for warning in found.get("warnings") or []:
         print(f"warning:      {clean(warning.get('path'))}: {clean(warning.get('message'))}")
     print()
-    console().print(operation_table(found))
+    out = console()
+    out.print(operation_table(found, width=out.width))
     return Exit.OK
 
 

@@ -161,7 +161,8 @@ class Board:
             (component, row.status, row.elapsed(), row.message)
             for component, row in self._rows.items()
         ]
-        grid = table(("COMPONENT", "STATUS", "ELAPSED", "MESSAGE"), rows)
+        headers = ("COMPONENT", "STATUS", "ELAPSED", "MESSAGE")
+        grid = table(headers, rows, flexible=3, width=self._console.width)
         grid.title = f"operation {self._status}"
         grid.title_justify = "left"
         return grid

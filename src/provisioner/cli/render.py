@@ -47,13 +47,29 @@ def console(*, stderr: bool = False) -> Console:
     )
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
-    """Plain columns: a header line, then one line per row, no borders."""
+def table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    *,
+    flexible: int | None = None,
+    width: int | None = None,
+) -> Table:
+    """Plain columns: a header line, then one line per row, no borders. Within ``width``,
+    only the ``flexible`` column (a message) is cut short; the others keep their width."""
+    cells = [[clean(cell) if cell not in (None, "") else "-" for cell in row] for row in rows]
+    widths = [
+        max([len(header), *(len(row[i]) for row in cells)]) for i, header in enumerate(headers)
+    ]
     grid = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), show_edge=False)
-    for header in headers:
-        grid.add_column(header, no_wrap=True, overflow="fold")
-    for row in rows:
-        grid.add_row(*(clean(cell) if cell not in (None, "") else "-" for cell in row))
+    for index, header in enumerate(headers):
+        if index == flexible:
+            others = sum(w + 2 for i, w in enumerate(widths) if i != index)
+            room = None if width is None else max(width - others - 1, 10)
+            grid.add_column(header, no_wrap=True, overflow="ellipsis", max_width=room)
+        else:
+            grid.add_column(header, no_wrap=True, min_width=widths[index])
+    for row in cells:
+        grid.add_row(*row)
     return grid
 
 
@@ -210,7 +226,7 @@ def print_validation(report: dict[str, Any], out: IO[str] | None = None) -> bool
     return bool(report.get("valid"))
 
 
-def operation_table(operation: dict[str, Any]) -> Table:
+def operation_table(operation: dict[str, Any], *, width: int | None = None) -> Table:
     """An operation's tasks: component, action, status, attempts, times and error."""
     rows = []
     for task in operation.get("tasks") or []:
@@ -230,7 +246,7 @@ def operation_table(operation: dict[str, Any]) -> Table:
             )
         )
     headers = ("COMPONENT", "ACTION", "STATUS", "ATTEMPTS", "STARTED", "FINISHED", "ERROR")
-    return table(headers, rows)
+    return table(headers, rows, flexible=6, width=width)
 
 
 def operation_lines(operation: dict[str, Any]) -> list[str]:
