@@ -62,14 +62,16 @@ def serve(
     from provisioner.log import configure_logging
 
     config = settings(host=host, port=port)
-    listening = preflight(config)
     configure_logging(fmt=config.log_format, level=config.log_level)
+    listening = preflight(config)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again so that the process
     # ends "killed by SIGTERM". A completed graceful shutdown is a clean exit: make it exit 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(config, after_start=tune_garbage_collector),
+            host=config.host,  # what it logs: it serves on the socket bound by the checks
+            port=config.port,
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=int(config.shutdown_grace_seconds) + 5,
