@@ -93,6 +93,7 @@ def refusal(response: httpx.Response) -> CommandError:
     if not isinstance(body, dict):
         body = {"detail": response.text[:500]}
     status = response.status_code
+    body.setdefault("status", status)
     word = "the server failed" if status >= 500 else "refused"
     details = [
         f"- {clean(error.get('path'))}: {clean(error.get('message'))}"

@@ -23,6 +23,7 @@ UrlOption = Annotated[
     typer.Option(
         "--url",
         envvar="PROVISIONER_URL",
+        metavar="URL",
         help="The service's address.",
         rich_help_panel=CLIENT,
     ),
@@ -32,6 +33,7 @@ TokenOption = Annotated[
     typer.Option(
         "--token",
         envvar="PROVISIONER_TOKEN",
+        metavar="TOKEN",
         help="Bearer token (prefer the variable: arguments are visible to other users).",
         show_default=False,
         rich_help_panel=CLIENT,
@@ -42,6 +44,7 @@ OutputOption = Annotated[
     typer.Option(
         "-o",
         "--output",
+        metavar="text|json",
         help="text for people, json for pipelines (the shapes are in the README).",
         rich_help_panel=CLIENT,
     ),

@@ -32,7 +32,9 @@ def _quiet_settings() -> Any:
 
 @tokens.command()
 def create(
-    name: Annotated[str, typer.Argument(help="Who it is for: recorded as requestedBy.")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Who it is for: recorded as requestedBy.")
+    ],
     scope: Annotated[
         list[str],
         typer.Option(
@@ -76,7 +78,9 @@ def list_(
 
 
 @tokens.command()
-def revoke(name: Annotated[str, typer.Argument(help="The active token of this name.")]) -> Exit:
+def revoke(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The active token of this name.")],
+) -> Exit:
     """Revoke the active token of this name."""
     from provisioner.auth.tokens import revoke_token
 
