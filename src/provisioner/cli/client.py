@@ -31,6 +31,7 @@ from provisioner.cli.render import (
     operation_table,
     print_json,
     print_release,
+    show,
     table,
     when,
 )
@@ -234,7 +235,7 @@ def releases(
         for item in page["items"]
     ]
     headers = ("UNIT", "ENVIRONMENT", "STATUS", "VERSION", "LAST OPERATION", "UPDATED")
-    console().print(table(headers, rows))
+    show(table(headers, rows))
     _more(page)
     return Exit.OK
 
@@ -280,7 +281,7 @@ def operations(
         for item in page["items"]
     ]
     headers = ("ID", "TYPE", "UNIT", "ENVIRONMENT", "STATUS", "CREATED", "REQUESTED BY")
-    console().print(table(headers, rows))
+    show(table(headers, rows))
     _more(page)
     return Exit.OK
 
@@ -302,8 +303,7 @@ def operation(
     for warning in found.get("warnings") or []:
         print(f"warning:      {clean(warning.get('path'))}: {clean(warning.get('message'))}")
     print()
-    out = console()
-    out.print(operation_table(found, width=out.width))
+    show(operation_table(found, width=console().width))
     return Exit.OK
 
 

@@ -73,6 +73,18 @@ def table(
     return grid
 
 
+def show(grid: Table) -> None:
+    """Print a table on stdout; off a terminal, without the padding after each line's end."""
+    out = console()
+    if out.is_terminal:
+        out.print(grid)
+        return
+    with out.capture() as captured:
+        out.print(grid)
+    for line in captured.get().splitlines():
+        print(line.rstrip())
+
+
 def print_json(value: Any, out: IO[str] | None = None) -> None:
     """One JSON document on stdout: what ``-o json`` promises."""
     print(json.dumps(value, indent=2, ensure_ascii=False), file=out or sys.stdout)

@@ -10,7 +10,7 @@ import typer
 
 from provisioner.cli.exits import Exit
 from provisioner.cli.options import Output, OutputOption
-from provisioner.cli.render import console, print_json, table
+from provisioner.cli.render import print_json, show, table
 from provisioner.cli.server import in_database, settings
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def list_(
     if output is Output.json:
         print_json(token_items(found))
     else:
-        console().print(token_table(found))
+        show(token_table(found))
     return Exit.OK
 
 
