@@ -143,3 +143,19 @@ def test_serve_refuses_a_port_in_use(tmp_path: Path, sqlite_url: str, mock_adapt
     assert result.stderr.strip() == (
         f"provisioner: cannot listen on 127.0.0.1:{port}: Address already in use"
     )
+
+
+def test_migrate_reports_an_unreachable_database_in_one_line() -> None:
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x"
+    result = subprocess.run(
+        [sys.executable, "-m", "provisioner", "migrate"],
+        capture_output=True,
+        text=True,
+        timeout=START_SECONDS,
+        check=False,
+        env={**os.environ, "PROVISIONER_DATABASE_URL": url},
+    )
+    assert result.returncode == 13, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"provisioner: cannot use the database {url}: ")

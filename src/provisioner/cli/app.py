@@ -65,7 +65,7 @@ app = typer.Typer(
     help="Deployment coordinator for data products: run the service, and talk to a running one.",
     epilog="Exit codes: 0 succeeded, 1 the operation failed or was cancelled, 2 refused as "
     "invalid, 3 busy (409), 4 --timeout passed, 5 cannot reach the server or not authorised, "
-    "130 interrupted; serve: 10-16 (README, Exit codes).",
+    "130 interrupted; serve: 10-17 (README, Exit codes).",
     no_args_is_help=True,
     # Help is plain text: no markup is read in it, so [SECONDS] and the like print as written.
     rich_markup_mode=None,

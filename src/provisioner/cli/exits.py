@@ -30,6 +30,7 @@ class Exit(IntEnum):
     PORT_IN_USE = 14
     AUTH_OFF_IN_PUBLIC = 15
     REPLICA_ID_IN_USE = 16
+    START_FAILED = 17  # past the checks, the service itself failed to start (its log says why)
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 
 

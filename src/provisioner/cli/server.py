@@ -78,7 +78,7 @@ def serve(
         )
     )
     server.run(sockets=[listening])
-    return Exit.OK
+    return Exit.OK if server.started else Exit.START_FAILED
 
 
 def preflight(config: Settings) -> socket.socket:
