@@ -4,6 +4,8 @@ start, each cause with one line on stderr and an exit code of its own."""
 from __future__ import annotations
 
 import os
+import pty
+import re
 import signal
 import socket
 import subprocess
@@ -67,6 +69,48 @@ def test_ctrl_c_while_waiting_says_the_operation_goes_on(
     assert "Traceback" not in stderr
     assert httpx.get(f"{server.url}/v1/operations/{operation_id}").json()["status"] == "RUNNING"
     assert httpx.post(f"{mock_adapter}/mock/gates/{gate}").status_code == 200
+
+
+def test_deploy_wait_on_a_terminal_draws_a_live_table(
+    sqlite_url: str, service_factory: ServiceFactory, tmp_path: Path, unit_id: str
+) -> None:
+    """On a terminal, `deploy --wait` draws the table (component, status, elapsed, message)
+    and redraws it as events arrive, then prints the summary."""
+    server = service_factory(sqlite_url)
+    a, b = f"{unit_id}:a", f"{unit_id}:b"
+    document = unit(unit_id, [component(a), component(b, depends_on=[a], fail="provision")])
+    path = tmp_path / "descriptor.yaml"
+    path.write_text(yaml.safe_dump(document))
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "provisioner", "deploy", str(path), "--wait", "--url", server.url],
+        stdin=subprocess.DEVNULL,
+        stdout=terminal,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "160", "LINES": "40", "TERM": "xterm"},
+    )
+    os.close(terminal)
+    screen = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal closed: the process has ended
+                break
+            if not chunk:
+                break
+            screen += chunk
+        assert process.wait(DEADLINE_SECONDS) == 1
+    finally:
+        os.close(controller)
+        if process.poll() is None:
+            process.kill()
+    text = screen.decode(errors="replace")
+    assert "\x1b[" in text  # drawn and redrawn in place
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    assert re.search(r"COMPONENT\s+STATUS\s+ELAPSED\s+MESSAGE", plain)
+    assert re.search(re.escape(b) + r"\s+FAILED\s+\d+\.\ds\s+the Tech Adapter", plain)
+    assert "operation FAILED: 1 failed, 2 succeeded" in plain
 
 
 def _bad_policies(tmp_path: Path) -> dict[str, str]:
