@@ -13,13 +13,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import httpx
 import uvicorn
 
 from provisioner.api.app import create_app
 from provisioner.log import configure_logging
 from provisioner.mockadapter import create_mock_app
-from provisioner.progress import follow, print_release, report_refusal
 from provisioner.resources import bundled
 from provisioner.settings import Settings
 
@@ -82,20 +80,27 @@ async def _started(servers: list[uvicorn.Server], tasks: list[asyncio.Task[None]
 
 
 def _deploy_example(url: str, descriptor: Path) -> int:
-    with httpx.Client(base_url=url, timeout=30) as client:
-        response = client.post(
-            "/v1/deployments",
-            content=descriptor.read_bytes(),
-            headers={"content-type": "application/yaml"},
-        )
-        if response.status_code != 202:
-            return report_refusal(response)
-        operation = response.json()
-        code = follow(client, operation, wait=True, interval=0.2)
-        release = client.get(
-            f"/v1/deployment-units/{operation['deploymentUnitId']}/environments/"
-            f"{operation['environment']}"
-        ).json()
-        print()
-        print_release(release)
-        return code
+    """Deploy the example as ``provisioner deploy --wait`` would, then show the release."""
+    from provisioner.cli.exits import CommandError, Exit
+    from provisioner.cli.http import Api, Server, release_path
+    from provisioner.cli.options import Output
+    from provisioner.cli.render import print_release
+    from provisioner.cli.submit import Deadline, post_descriptor, report
+
+    server = Server(url)
+    try:
+        with Api(server) as api:
+            answer = post_descriptor(
+                api, "/v1/deployments", descriptor.read_bytes(), environment=None, components=None
+            )
+            operation = answer.json()
+            code = report(server, operation, wait=True, output=Output.text, deadline=Deadline(None))
+            release = api.json(
+                "GET", release_path(operation["deploymentUnitId"], operation["environment"])
+            )
+    except CommandError as exc:
+        exc.report()
+        return int(exc.code)
+    print()
+    print_release(release)
+    return int(code) if code is not Exit.OK else 0

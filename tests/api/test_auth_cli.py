@@ -61,7 +61,7 @@ def test_tokens_from_the_cli_authenticate_the_client_commands(
     path = tmp_path / "descriptor.yaml"
     path.write_text(yaml.safe_dump(unit(unit_id, [component(f"{unit_id}:a")])))
     anonymous = provisioner("deploy", str(path), "--wait", "--url", service.url)
-    assert anonymous.returncode == 2
+    assert anonymous.returncode == 5  # not authorised
     assert "refused (401)" in anonymous.stderr
     deployed = provisioner("deploy", str(path), "--wait", "--url", service.url, "--token", secret)
     assert deployed.returncode == 0, deployed.stderr
@@ -134,7 +134,7 @@ def test_serving_with_auth_off_beyond_loopback_is_refused_in_one_line(
         PROVISIONER_DATABASE_URL=sqlite_url,
         **env,
     )
-    assert result.returncode == 2
+    assert result.returncode == 15
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "PROVISIONER_AUTH=off is allowed only on a loopback address" in lines[0]

@@ -110,7 +110,7 @@ def test_undeploy_wait_and_status_of_an_unknown_unit(
 
 def test_client_commands_report_an_unreachable_server() -> None:
     result = provisioner("status", "u", "--env", "e", "--url", f"http://127.0.0.1:{free_port()}")
-    assert result.returncode == 2
+    assert result.returncode == 5
     assert "cannot reach" in result.stderr
 
 

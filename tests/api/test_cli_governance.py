@@ -159,6 +159,8 @@ def test_the_demo_deploys_its_example_under_its_policies(tmp_path: Path) -> None
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "operation SUCCEEDED" in result.stdout
-    assert "urn:dmb:dp:sales:sales-analytics:0 in development: DEPLOYED" in result.stdout
+    assert "urn:dmb:dp:sales:sales-analytics:0 in development: DEPLOYED" in result.stdout, (
+        result.stdout.splitlines()[-14:]
+    )
     assert "warning:" not in result.stderr
     assert (EXAMPLES / "policies" / "production.rego").is_file()

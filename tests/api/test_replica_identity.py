@@ -111,7 +111,7 @@ def test_an_explicit_id_held_by_a_live_process_cannot_be_started_again(
     first = ServiceProcess(**settings).start()
     processes.append(first)
     refused = serve(first)
-    assert refused.returncode == 2
+    assert refused.returncode == 16
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1, refused.stderr
     assert first.process is not None
