@@ -79,6 +79,8 @@ def _component_problems(components: object) -> list[Problem]:
         return []
     if not isinstance(components, list):
         return [Problem("components", "must be a list of component ids")]
+    if not components:  # a validation would ignore it, a deploy refuse it: refused alike
+        return [Problem("components", "must list at least one component")]
     return [
         Problem(f"components[{index}]", problem)
         for index, item in enumerate(components)
@@ -121,6 +123,13 @@ class StrictJsonRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def strict(request: Request) -> Response:
+            media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            # FastAPI would read another media type's body as no object at all (422 with an
+            # empty path); say what the route reads instead. No content type: read as JSON.
+            if media and media != "application/json" and not media.endswith("+json"):
+                raise UnsupportedMediaTypeError(
+                    f"unsupported content type {media!r}: send application/json"
+                )
             return await handler(_StrictJsonRequest(request.scope, request.receive))
 
         return handler if self.body_field is None else strict
