@@ -112,5 +112,6 @@ def test_the_service_behaves_as_its_openapi_document_says(
     )
     seconds = time.monotonic() - began
     report = run.stdout[-20000:] + run.stderr[-5000:]
+    print(run.stdout)  # shown with -rP: the phases, the links covered, the time taken
     assert run.returncode == 0, f"schemathesis found disagreements ({seconds:.0f} s):\n{report}"
     assert "No issues found" in run.stdout or " passed" in run.stdout, report
