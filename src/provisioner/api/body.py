@@ -125,11 +125,15 @@ class StrictJsonRoute(APIRoute):
         async def strict(request: Request) -> Response:
             media = request.headers.get("content-type", "").split(";")[0].strip().lower()
             # FastAPI would read another media type's body as no object at all (422 with an
-            # empty path); say what the route reads instead. No content type: read as JSON.
+            # empty path); say what the route reads instead.
             if media and media != "application/json" and not media.endswith("+json"):
                 raise UnsupportedMediaTypeError(
                     f"unsupported content type {media!r}: send application/json"
                 )
-            return await handler(_StrictJsonRequest(request.scope, request.receive))
+            scope = request.scope
+            if not media:  # read as JSON, as the deploy body is
+                headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+                scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+            return await handler(_StrictJsonRequest(scope, request.receive))
 
         return handler if self.body_field is None else strict
