@@ -28,7 +28,7 @@ HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
 CONFIG = HERE / "schemathesis.toml"
 EXPORTED = ROOT / "openapi" / "openapi.json"
-# Measured at ~40 s on 2 idle cores; a loaded machine takes longer, a hang does not end.
+# Measured at 63 s on 2 cores at load average 8 (docs/decisions.md); the deadline stops a hang.
 DEADLINE_SECONDS = 300
 SCOPES = ("admin", "deploy:*", "validate")
 
