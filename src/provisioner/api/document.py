@@ -127,14 +127,12 @@ def _without_nul(schema: Any) -> None:
     if "object" in kinds and free_form:
         schema["propertyNames"] = {"pattern": NO_NUL}
         schema["additionalProperties"] = {"$ref": _JSON_VALUE_REF}
-    for key in ("items", "additionalProperties"):
-        _without_nul(schema.get(key))
-    for key in ("properties",):
-        for child in schema.get(key, {}).values():
-            _without_nul(child)
+    children = [schema.get("items"), schema.get("additionalProperties")]
+    children.extend(schema.get("properties", {}).values())
     for key in ("anyOf", "oneOf", "allOf"):
-        for child in schema.get(key, []):
-            _without_nul(child)
+        children.extend(schema.get(key, []))
+    for child in children:
+        _without_nul(child)
 
 
 def _not_null(schema: dict[str, Any]) -> dict[str, Any]:

@@ -43,12 +43,12 @@ JsonBool = BeforeValidator(_json_bool)
 
 # The rule is enforced by ``CheckedId`` (whose message says what is wrong); the pattern is
 # published so that the document forbids what the validator refuses.
-_ID_SCHEMA: dict[str, Any] = {"pattern": ID_PATTERN}
+_PUBLISHED_PATTERN: dict[str, Any] = {"pattern": ID_PATTERN}
 _ID_BOUNDS: dict[str, Any] = {
     "min_length": 1,
     "max_length": MAX_ID_LENGTH,
     "description": ID_RULE,
-    "json_schema_extra": _ID_SCHEMA,
+    "json_schema_extra": _PUBLISHED_PATTERN,
 }
 
 ID_SCHEMA: dict[str, Any] = {
@@ -70,8 +70,8 @@ OperationIdPath = Annotated[
     Path(
         min_length=1,
         max_length=MAX_ID_LENGTH,
-        description="the id of an operation (as `id`, or the `Location` of a 202, gave it)",
-        json_schema_extra=_ID_SCHEMA,
+        description="an operation's `id` (the `Location` of the 202 that accepted it)",
+        json_schema_extra=_PUBLISHED_PATTERN,
     ),
     CheckedId,
 ]
