@@ -13,7 +13,7 @@ LINT_PATHS := src tests bench
 STAMP := $(VENV)/.provisioner-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve test lint format typecheck bench bench-load bench-hostile openapi openapi-check check \
+.PHONY: help install run serve test contract lint format typecheck bench bench-load bench-hostile openapi openapi-check check \
 	screenshots vendor-assets docker up down lock clean
 
 help: ## list the targets
@@ -36,6 +36,9 @@ serve: $(STAMP) ## run the service (settings from PROVISIONER_* variables)
 
 test: $(STAMP) ## run the tests (ARGS="..." passes options to pytest)
 	$(BIN)/pytest $(ARGS)
+
+contract: $(STAMP) ## schemathesis against the real service: the OpenAPI document tells the truth
+	$(BIN)/pytest tests/contract -rP $(ARGS)
 
 lint: $(STAMP) ## ruff lint + format check, and the layering contracts (import-linter)
 	$(BIN)/ruff check $(LINT_PATHS)

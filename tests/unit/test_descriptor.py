@@ -4,12 +4,18 @@ fixtures) read cleanly."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from provisioner.domain.descriptor import MAX_ID_LENGTH, parse_descriptor
+from provisioner.domain.descriptor import (
+    ID_PATTERN,
+    MAX_ID_LENGTH,
+    identifier_problem,
+    parse_descriptor,
+)
 from provisioner.domain.documents import load_yaml
 from provisioner.errors import BadRequestError, Problem
 from tests.fixtures import DESCRIPTORS, descriptor_files
@@ -495,3 +501,15 @@ def test_a_very_long_depends_on_list_is_read_in_linear_time() -> None:
     parsed = parse_descriptor(unit(component(dependsOn=entries)))
 
     assert len(parsed.unit.components[0].depends_on) == 100_000
+
+
+def test_the_published_id_pattern_is_the_rule_of_ids() -> None:
+    """``ID_PATTERN`` (what the OpenAPI document publishes) admits exactly the characters
+    ``identifier_problem`` admits, for every code point."""
+    pattern = re.compile(ID_PATTERN)
+    for code in range(0x110000):
+        if 0xD800 <= code <= 0xDFFF:
+            continue  # surrogates are not text (the loaders refuse them)
+        candidate = f"a{chr(code)}b"
+        published = pattern.fullmatch(candidate) is not None
+        assert published is (identifier_problem(candidate) is None), hex(code)

@@ -17,9 +17,10 @@ from provisioner import __version__
 from provisioner.adapters.client import ClientPolicy, TechAdapterClient
 from provisioner.adapters.marketplace import MarketplaceClient
 from provisioner.adapters.registry import AdapterRegistry
+from provisioner.api.document import complete
 from provisioner.api.limits import RequestLimitsMiddleware
 from provisioner.api.observability import ObservabilityMiddleware
-from provisioner.api.problems import install_problem_handlers, problem_documents
+from provisioner.api.problems import install_problem_handlers
 from provisioner.api.routes import router
 from provisioner.api.routes.ui import mount_assets
 from provisioner.api.schemas import Health
@@ -360,7 +361,7 @@ def _publish_problems(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = problem_documents(build())
+            app.openapi_schema = complete(build())
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -79,6 +79,8 @@ def _component_problems(components: object) -> list[Problem]:
         return []
     if not isinstance(components, list):
         return [Problem("components", "must be a list of component ids")]
+    if not components:  # a validation would ignore it, a deploy refuse it: refused alike
+        return [Problem("components", "must list at least one component")]
     return [
         Problem(f"components[{index}]", problem)
         for index, item in enumerate(components)
@@ -121,6 +123,17 @@ class StrictJsonRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def strict(request: Request) -> Response:
-            return await handler(_StrictJsonRequest(request.scope, request.receive))
+            media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            # FastAPI would read another media type's body as no object at all (422 with an
+            # empty path); say what the route reads instead.
+            if media and media != "application/json" and not media.endswith("+json"):
+                raise UnsupportedMediaTypeError(
+                    f"unsupported content type {media!r}: send application/json"
+                )
+            scope = request.scope
+            if not media:  # read as JSON, as the deploy body is
+                headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+                scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+            return await handler(_StrictJsonRequest(scope, request.receive))
 
         return handler if self.body_field is None else strict

@@ -147,7 +147,14 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
         # the body"; ours says what was wrong (api.body.StrictJsonRoute, the size limit).
         return _provisioner_error(request, exc.__cause__)
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-    return problem(exc.status_code, slug, str(exc.detail), str(exc.detail))
+    # Starlette's 405 carries the Allow header (RFC 9110 requires it).
+    return problem(
+        exc.status_code,
+        slug,
+        str(exc.detail),
+        str(exc.detail),
+        headers=dict(exc.headers) if exc.headers else None,
+    )
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -236,7 +236,12 @@ class UndeployRequest(Schema):
     deployment_unit_id: Identifier
     environment: Identifier
     remove_data: StrictBool = False  # a destructive flag: "yes" or 1 is not taken as true
-    components: list[Identifier] | None = None
+    # The service refuses an empty list with its own message; the document says so.
+    components: list[Identifier] | None = Field(
+        default=None,
+        description="undeploy only these components",
+        json_schema_extra={"minItems": 1},
+    )
 
 
 class AclRequest(Schema):

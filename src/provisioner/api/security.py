@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute
 
 from provisioner.api.body import DeployInput, StrictJsonRoute, read_deploy_input
 from provisioner.api.deps import ReadsDep
-from provisioner.api.params import IdPath, IdQuery, JsonBool
+from provisioner.api.params import IdPath, IdQuery, JsonBool, OperationIdPath
 from provisioner.api.schemas import UndeployRequest
 from provisioner.auth.authenticator import Authenticator
 from provisioner.auth.scopes import (
@@ -208,7 +208,7 @@ async def path_environment(environment: IdPath) -> str:
     return environment
 
 
-async def operation_environment(operation_id: str, reads: ReadsDep) -> str:
+async def operation_environment(operation_id: OperationIdPath, reads: ReadsDep) -> str:
     """The environment of the operation in the path (``404`` if there is none)."""
     return (await reads.operation(operation_id)).environment
 

@@ -19,11 +19,17 @@ MAX_ID_LENGTH = 512
 # no '/', white space, control characters (C0, C1), bidirectional controls (which reorder what
 # is displayed: U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069) or invisible characters
 # (U+200B-U+200D, U+2060-U+2064, U+FEFF), which make two different ids look the same.
-_ID_FORBIDDEN = re.compile(
-    r"[/\s\x00-\x1f\x7f-\x9f"  # '/', white space, C0 and C1 controls
+# Spelled out (no ``\s``) so that the same class means the same in Python and in the API's
+# JSON Schema (ECMA-262 regular expressions), where ``ID_PATTERN`` publishes it.
+ID_FORBIDDEN_CHARACTERS = (
+    r"/\x00-\x20\x7f-\xa0"  # '/', C0 controls, space, DEL, C1 controls, no-break space
+    r"\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"  # the other Unicode spaces
     r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"  # bidirectional controls
-    r"\u200b-\u200d\u2060-\u2064\ufeff]"  # invisible characters
+    r"\u200b-\u200d\u2060-\u2064\ufeff"  # invisible characters
 )
+_ID_FORBIDDEN = re.compile(f"[{ID_FORBIDDEN_CHARACTERS}]")
+ID_PATTERN = f"^[^{ID_FORBIDDEN_CHARACTERS}]+$"
+"""An id as a JSON Schema ``pattern`` (its length is bounded apart: 1 to ``MAX_ID_LENGTH``)."""
 ID_RULE = (
     f"1 to {MAX_ID_LENGTH} characters, without '/', white space, control, bidirectional or "
     "invisible characters"

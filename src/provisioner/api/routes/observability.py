@@ -19,7 +19,10 @@ router = APIRouter()
     # Open, or a token with any scope, as PROVISIONER_METRICS_AUTH says.
     dependencies=[Depends(metrics_access)],
     response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        **problems(401, 403),
+    },
     summary="Prometheus metrics of this replica (text exposition format)",
 )
 async def metrics(request: Request) -> Response:

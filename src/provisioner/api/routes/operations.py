@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from provisioner.api.deps import CommandsDep, ReadsDep, StreamsDep, problems
-from provisioner.api.params import CheckedId, IdQuery
+from provisioner.api.params import ID_SCHEMA, CursorQuery, IdQuery, OperationIdPath, UnitIdQuery
 from provisioner.api.schemas import DryRunOut, EventList, OperationOut, OperationPage
 from provisioner.api.security import (
     DEPLOY_TARGET,
@@ -28,6 +28,25 @@ from provisioner.store.views import OperationView
 
 router = APIRouter(prefix="/v1", route_class=AuthenticatedRoute, responses=problems(401, 403))
 
+EXAMPLE_DESCRIPTOR = {
+    "id": "urn:dmb:dp:sales:orders:0",
+    "name": "Orders",
+    "version": "1.0.0",
+    "environment": "development",
+    "components": [
+        {
+            "id": "urn:dmb:cmp:sales:orders:0:storage",
+            "name": "Orders storage",
+            "kind": "storage",
+            "version": "1.0.0",
+            "infrastructureTemplateId": "urn:dmb:itm:aws-s3-storage-provisioner:0",
+            "dependsOn": [],
+            "specific": {},
+        }
+    ],
+}
+"""A descriptor the document shows (and the contract test deploys, to follow the links)."""
+
 DESCRIPTOR_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -38,23 +57,36 @@ DESCRIPTOR_BODY: dict[str, Any] = {
                     "required": ["descriptor"],
                     "properties": {
                         "descriptor": {
-                            "description": "the deployment unit descriptor: YAML text or an object",
-                            "oneOf": [{"type": "string"}, {"type": "object"}],
+                            "description": "the deployment unit descriptor: YAML text (a "
+                            "mapping; 400 if it is not one) or an object; 422 lists what "
+                            "breaks the descriptor's rules",
+                            "oneOf": [{"type": "string", "minLength": 1}, {"type": "object"}],
                         },
                         "environment": {
-                            "type": "string",
-                            "description": "defaults to the descriptor's environment",
+                            **ID_SCHEMA,
+                            "type": ["string", "null"],
+                            "description": "defaults to the descriptor's environment; when "
+                            "the environment query parameter is given too, the same",
                         },
                         "components": {
-                            "type": "array",
-                            "items": {"type": "string"},
-                            "description": "deploy only these components",
+                            "type": ["array", "null"],
+                            "items": ID_SCHEMA,
+                            "minItems": 1,
+                            "description": "deploy only these components (ids of the "
+                            "descriptor's components; null: all)",
                         },
                     },
                     "additionalProperties": False,
+                },
+                "example": {"descriptor": EXAMPLE_DESCRIPTOR},
+            },
+            "application/yaml": {
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "the descriptor (a YAML mapping)",
                 }
             },
-            "application/yaml": {"schema": {"type": "string", "description": "the descriptor"}},
         },
     }
 }
@@ -141,7 +173,7 @@ async def undeploy(
     responses=problems(404),
     dependencies=[READ_ACCESS],
 )
-async def get_operation(operation_id: str, reads: ReadsDep) -> OperationOut:
+async def get_operation(operation_id: OperationIdPath, reads: ReadsDep) -> OperationOut:
     return OperationOut.model_validate(await reads.operation(operation_id))
 
 
@@ -153,11 +185,11 @@ async def get_operation(operation_id: str, reads: ReadsDep) -> OperationOut:
 )
 async def list_operations(
     reads: ReadsDep,
-    deployment_unit_id: Annotated[str | None, Query(alias="deploymentUnitId"), CheckedId] = None,
+    deployment_unit_id: UnitIdQuery = None,
     environment: IdQuery = None,
     status_: Annotated[OperationStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: CursorQuery = None,
 ) -> OperationPage:
     """Newest first. Tasks are not included; fetch one operation for its tasks."""
     page = await reads.operations(
@@ -177,7 +209,7 @@ async def list_operations(
     dependencies=[READ_ACCESS],
 )
 async def list_events(
-    operation_id: str,
+    operation_id: OperationIdPath,
     request: Request,
     reads: ReadsDep,
     streams: StreamsDep,
@@ -213,7 +245,9 @@ async def list_events(
     responses=problems(404, 409),
 )
 async def cancel_operation(
-    operation_id: str, principal: Annotated[Principal, OPERATION_TARGET], commands: CommandsDep
+    operation_id: OperationIdPath,
+    principal: Annotated[Principal, OPERATION_TARGET],
+    commands: CommandsDep,
 ) -> OperationOut:
     return OperationOut.model_validate(
         await commands.cancel(operation_id, principal=principal.name)
@@ -227,7 +261,7 @@ async def cancel_operation(
     responses=problems(404, 409, 422),
 )
 async def retry_operation(
-    operation_id: str,
+    operation_id: OperationIdPath,
     principal: Annotated[Principal, OPERATION_TARGET],
     response: Response,
     commands: CommandsDep,

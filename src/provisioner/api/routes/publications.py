@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from provisioner.api.body import StrictJsonRoute
 from provisioner.api.deps import ReadsDep, problems
-from provisioner.api.params import IdPath
+from provisioner.api.params import CursorQuery, IdPath
 from provisioner.api.schemas import PublicationPage
 from provisioner.api.security import READ_ACCESS
 
@@ -31,7 +31,7 @@ async def list_publications(
     environment: IdPath,
     reads: ReadsDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: CursorQuery = None,
 ) -> PublicationPage:
     """Newest first: each event (DEPLOYED, UNDEPLOYED, ACL_UPDATED) and, per configured Market
     Plane, whether it was acknowledged, after how many attempts, and the last error."""

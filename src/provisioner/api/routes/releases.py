@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from provisioner.api.body import StrictJsonRoute
 from provisioner.api.deps import ReadsDep, problems
-from provisioner.api.params import IdPath, IdQuery, JsonBool
+from provisioner.api.params import CursorQuery, IdPath, IdQuery, JsonBool
 from provisioner.api.schemas import ComponentOut, ReleaseOut, ReleasePage
 from provisioner.api.security import READ_ACCESS
 from provisioner.domain.status import ReleaseStatus
@@ -57,7 +57,7 @@ async def list_releases(
     environment: IdQuery = None,
     status_: Annotated[ReleaseStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: str | None = None,
+    cursor: CursorQuery = None,
 ) -> ReleasePage:
     page = await reads.releases(environment=environment, status=status_, limit=limit, cursor=cursor)
     return ReleasePage.model_validate(page)
