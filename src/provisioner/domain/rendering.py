@@ -11,7 +11,9 @@ copy of the descriptor in memory and one per request in flight.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -155,33 +157,38 @@ class DescriptorTexts:
         self, dependencies: Mapping[str, Mapping[str, Any]]
     ) -> _SplicedHead | SharedText | None:
         cuts = self._cuts
-        if cuts is None:
-            # The shared text could not be cut exactly: dump this variant whole.
-            enriched = _with_info(self._document, dependencies)
-            if enriched is None:
-                return None
-            return SharedText(to_yaml({"dataProduct": enriched}))
-        entries: dict[int, str] = {}
+        entries: dict[int, str] | None = {} if cuts is not None else None
         for dependency_id, info in dependencies.items():
-            position = cuts.index.get(dependency_id)
-            if position is None:
-                continue  # not a component of this descriptor
+            position = cuts.index.get(dependency_id) if cuts is not None else None
+            if entries is None or cuts is None or position is None:
+                continue  # not a component of this descriptor (or no cuts: dumped whole)
             entry = self._entries.get(dependency_id)
             if entry is None:
-                component = {**cuts.components[position], "info": dict(info)}
-                entry = (_component_entries([component]) or [""])[0]
+                entry = _enriched_entry(cuts, position, info)
+                if entry is None:
+                    entries = None  # the shared text cannot be spliced there
+                    continue
                 self._entries[dependency_id] = entry
             entries[position] = entry
-        return _SplicedHead(cuts, entries) if entries else None
+        if cuts is not None and entries is not None:
+            return _SplicedHead(cuts, entries) if entries else None
+        # The shared text cannot be cut exactly: dump this variant whole.
+        enriched = _with_info(self._document, dependencies)
+        return None if enriched is None else SharedText(to_yaml({"dataProduct": enriched}))
 
     @cached_property
     def _cuts(self) -> _Cuts | None:
         return _cut(self._component_head, self._document)
 
 
-# How the dumper writes ``dataProduct.components``: the key, then its entries, indentless.
+# How the dumper writes ``dataProduct.components``: the key, then its entries, indentless
+# (``  - `` at the start of a line); an entry's own lines are indented further, blank lines
+# aside (quoted scalars write line breaks so). The first other line ends the block.
 _ENTRIES_HEADER = "dataProduct:\n  components:\n"
 _ENTRIES_MARK = "\n  components:\n"
+_ENTRY_START = re.compile(r"^  - ", re.MULTILINE)
+_BLOCK_END = re.compile(r"^(?!    |  - | *$)", re.MULTILINE)
+_ANCHOR = re.compile(r"&id[0-9]{3}")  # how the dumper names anchors
 
 
 def _component_entries(components: Sequence[Any]) -> list[str] | None:
@@ -203,34 +210,70 @@ class _Cuts:
     entry ``i`` spans ``chars[i]:chars[i + 1]``."""
 
     head: SharedText
-    components: Sequence[Mapping[str, Any]]
+    components: Sequence[Any]
     index: Mapping[str, int]
     chars: tuple[int, ...]
     at: tuple[int, ...]
 
 
 def _cut(head: SharedText, document: Mapping[str, Any]) -> _Cuts | None:
-    """Cut ``head`` at every entry of the unit's components; None when the entries, dumped
-    alone, are not exactly what the whole text holds (YAML anchors shared across entries)."""
+    """Find where each entry of the unit's components is in ``head``, from the lines that
+    start one (no serialisation); None when they do not add up to the components."""
     components = document.get("components")
     if not isinstance(components, list) or not components:
         return None
-    entries = _component_entries(components)
-    if entries is None:
+    text = head.text
+    mark = text.find(_ENTRIES_MARK)
+    if mark < 0:
         return None
-    at = head.text.find(_ENTRIES_MARK + "".join(entries))
-    if at < 0:
+    start = mark + len(_ENTRIES_MARK)
+    found = _BLOCK_END.search(text, start)
+    end = found.start() if found is not None else len(text)
+    chars = [match.start() for match in _ENTRY_START.finditer(text, start, end)]
+    if len(chars) != len(components) or chars[0] != start:
         return None
-    start = at + len(_ENTRIES_MARK)
-    chars, offsets = [start], [len(_json_bytes(head.text[:start])) - 1]
-    for entry in entries:
-        chars.append(chars[-1] + len(entry))
-        offsets.append(offsets[-1] + len(_json_bytes(entry)) - 2)
+    chars.append(end)
+    offsets = [len(_json_bytes(text[:start])) - 1]
+    for begin, finish in itertools.pairwise(chars):
+        offsets.append(offsets[-1] + len(_json_bytes(text[begin:finish])) - 2)
     index: dict[str, int] = {}
     for position, component in enumerate(components):
         if isinstance(component, dict) and isinstance(component.get("id"), str):
             index.setdefault(component["id"], position)
     return _Cuts(head, components, index, tuple(chars), tuple(offsets))
+
+
+def _enriched_entry(cuts: _Cuts, position: int, info: Mapping[str, Any]) -> str | None:
+    """Entry ``position`` with ``info``, exactly as the dumper writes it in place; None when
+    that cannot be made from the shared text (then the variant is dumped whole).
+
+    An entry without ``info`` gains it as its last key: the entry as the shared text holds it,
+    then the ``info:`` lines (the dumper writes a mapping key by key). An entry that has one
+    is dumped again with it replaced, checked against what the shared text holds (YAML
+    anchors may tie it to other parts of the unit).
+    """
+    component = cuts.components[position]
+    if not isinstance(component, dict) or not component:
+        return None
+    held = cuts.head.text[cuts.chars[position] : cuts.chars[position + 1]]
+    if "info" not in component:
+        lines = _info_lines(info)
+        return None if lines is None else held + lines
+    dumped = _component_entries([component, {**component, "info": dict(info)}])
+    if dumped is None:
+        return None
+    original, enriched = dumped
+    return enriched if original == held else None
+
+
+def _info_lines(info: Mapping[str, Any]) -> str | None:
+    """``info: ...`` as the lines of a key after the first of an entry of ``components``."""
+    entry = (_component_entries([{"": None, "info": dict(info)}]) or [""])[0]
+    first, _, rest = entry.partition("\n")
+    # An anchor here could shadow one of the unit's, for the aliases after it.
+    if first != "  - '': null" or not rest.startswith("    info:") or _ANCHOR.search(rest):
+        return None
+    return rest
 
 
 class _SplicedHead:
