@@ -99,6 +99,14 @@ async def test_an_output_port_is_sent_the_info_its_storage_got_in_the_same_opera
     [provision] = await received(mock, port)
     assert provision["dependencyInfo"] == expected
     assert [entry["dependencyInfo"] for entry in await received(mock, storage)] == [{}]
+    validations = (
+        await mock.get("/mock/calls", params={"action": "validate", "componentId": port})
+    ).json()["calls"]
+    assert [call["dependencyInfo"] for call in validations] == [{storage: None}]
+    provisions = (
+        await mock.get("/mock/calls", params={"action": "provision", "componentId": port})
+    ).json()["calls"]
+    assert [call["dependencyInfo"] for call in provisions] == [expected]
     sent = yaml.safe_load((await last_request(mock, port))["descriptor"])
     others = [c for c in sent["dataProduct"]["components"] if c["id"] != storage]
     assert all("info" not in c for c in others)  # only dependencies carry info
