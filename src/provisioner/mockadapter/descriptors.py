@@ -42,12 +42,14 @@ _HEAD_START = "dataProduct:"
 # A document marker at the start of a line would make the head a stream of several documents.
 _DOCUMENT_MARKERS = ("\n---", "\n...")
 # Block YAML as dumpers write `dataProduct.components`: entries start with `  - `; their keys
-# are indented by 4 (`    info:`), what belongs to a key by 6 or more; blank lines aside.
+# are indented by 4 (`    info:`), what belongs to a key by 6 or more; blank lines aside. The
+# block ends at a line starting in column 0 or 1, or in column 2 with anything but `- `. Each
+# pattern starts with a line break, which the regex engine finds fast in a megabyte of text.
 _COMPONENTS_MARK = "\n  components:\n"
-_ENTRY_START = re.compile(r"^  - ", re.MULTILINE)
-_BLOCK_END = re.compile(r"^(?!    |  - | *$)", re.MULTILINE)
-_INFO_KEY = re.compile(r"^    info:", re.MULTILINE)
-_KEY_END = re.compile(r"^(?!      | *$)", re.MULTILINE)
+_ENTRY_START = re.compile(r"\n  - ")
+_BLOCK_END = re.compile(r"\n(?:[^ \n]| [^ \n]|  [^ \n-]|  -[^ ])")
+_INFO_KEY = re.compile(r"\n    info:")
+_KEY_END = re.compile(r"\n(?:[^ \n]| {1,5}[^ \n])")
 
 
 class DescriptorKind(StrEnum):
@@ -205,17 +207,17 @@ def _split_infos(head: str) -> tuple[str, list[tuple[int, str]]] | None:
         return None
     start = mark + len(_COMPONENTS_MARK)
     found = _BLOCK_END.search(head, start)
-    end = found.start() if found is not None else len(head)
+    end = found.start() + 1 if found is not None else len(head)
     spans: list[tuple[int, int]] = []
-    for match in _INFO_KEY.finditer(head, start, end):
-        line_end = head.find("\n", match.start(), end)
+    for match in _INFO_KEY.finditer(head, start - 1, end):
+        line_end = head.find("\n", match.start() + 1, end)
         if line_end < 0:
             return None
-        after = _KEY_END.search(head, line_end + 1, end)
-        spans.append((match.start(), after.start() if after is not None else end))
+        after = _KEY_END.search(head, line_end, end)
+        spans.append((match.start() + 1, after.start() + 1 if after is not None else end))
     if not spans:
         return None
-    starts = [match.start() for match in _ENTRY_START.finditer(head, start, end)]
+    starts = [match.start() + 1 for match in _ENTRY_START.finditer(head, start - 1, end)]
     pieces, blocks, cursor = [], [], 0
     for span_start, span_end in spans:
         position = bisect.bisect_right(starts, span_start) - 1
