@@ -157,24 +157,28 @@ class DescriptorTexts:
         self, dependencies: Mapping[str, Mapping[str, Any]]
     ) -> _SplicedHead | SharedText | None:
         cuts = self._cuts
-        entries: dict[int, str] | None = {} if cuts is not None else None
-        for dependency_id, info in dependencies.items():
-            position = cuts.index.get(dependency_id) if cuts is not None else None
-            if entries is None or cuts is None or position is None:
-                continue  # not a component of this descriptor (or no cuts: dumped whole)
-            entry = self._entries.get(dependency_id)
-            if entry is None:
-                entry = _enriched_entry(cuts, position, info)
-                if entry is None:
-                    entries = None  # the shared text cannot be spliced there
-                    continue
-                self._entries[dependency_id] = entry
-            entries[position] = entry
+        entries = None if cuts is None else self._spliced_entries(cuts, dependencies)
         if cuts is not None and entries is not None:
             return _SplicedHead(cuts, entries) if entries else None
-        # The shared text cannot be cut exactly: dump this variant whole.
+        # The shared text cannot be cut exactly there: dump this variant whole.
         enriched = _with_info(self._document, dependencies)
         return None if enriched is None else SharedText(to_yaml({"dataProduct": enriched}))
+
+    def _spliced_entries(
+        self, cuts: _Cuts, dependencies: Mapping[str, Mapping[str, Any]]
+    ) -> dict[int, str] | None:
+        """The new entry of each dependency listed in the unit, by position; None if one
+        cannot be spliced."""
+        entries: dict[int, str] = {}
+        for dependency_id, info in dependencies.items():
+            position = cuts.index.get(dependency_id)
+            if position is None:
+                continue  # not a component of this descriptor
+            entry = self._entries.get(dependency_id) or _enriched_entry(cuts, position, info)
+            if entry is None:
+                return None
+            self._entries[dependency_id] = entries[position] = entry
+        return entries
 
     @cached_property
     def _cuts(self) -> _Cuts | None:

@@ -47,6 +47,7 @@ class RequestBuilder:
         self._enriched_base = self._enriched_document(claimed)
         self._private = {cid for cid, state in claimed.components.items() if state.private_info}
         self._enriched: dict[frozenset[str], SharedText] = {}
+        self._enriched_for: dict[str | None, SharedText | None] = {}
         for task in claimed.tasks:
             if task.infrastructure_template_id is not None:
                 # Serialise the shared texts now, off the event loop.
@@ -66,6 +67,11 @@ class RequestBuilder:
 
     def latest_enriched(self, template: str | None) -> SharedText | None:
         """The ``latestEnrichedDescriptor`` sent to the adapter of ``template``."""
+        if template not in self._enriched_for:
+            self._enriched_for[template] = self._build_enriched(template)
+        return self._enriched_for[template]
+
+    def _build_enriched(self, template: str | None) -> SharedText | None:
         if self._enriched_base is None:
             return None
         kept = frozenset(
