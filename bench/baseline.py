@@ -37,9 +37,9 @@ _TIMEOUT = httpx.Timeout(None, connect=10.0)
 _DROPPED = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 
 
-async def _stream(parts: tuple[bytes, ...]) -> AsyncIterator[bytes]:
+async def _stream(parts: tuple[bytes | memoryview, ...]) -> AsyncIterator[bytes]:
     for part in parts:
-        yield part
+        yield part if isinstance(part, bytes) else bytes(part)  # as the service does
 
 
 class AdapterRequestError(RuntimeError):
@@ -68,7 +68,7 @@ class Pool:
         self._busy = [0] * shards
         self.retries = 0
 
-    async def provision(self, body: tuple[bytes, ...]) -> None:
+    async def provision(self, body: tuple[bytes | memoryview, ...]) -> dict[str, Any]:
         """POST the body streamed from its parts, with its Content-Length, as the service does."""
         index = self._busy.index(min(self._busy))
         self._busy[index] += 1
@@ -85,8 +85,15 @@ class Pool:
                 )
         finally:
             self._busy[index] -= 1
-        if response.status_code != 200 or json.loads(response.content)["status"] != "COMPLETED":
+        answer = json.loads(response.content) if response.status_code == 200 else {}
+        if answer.get("status") != "COMPLETED":
             raise AdapterRequestError(f"{response.status_code}: {response.text[:500]}")
+        info = answer.get("info") or {}
+        # What the service sends dependents of this component (dependency info).
+        return {
+            "publicInfo": dict(info.get("publicInfo") or {}),
+            "privateInfo": dict(info.get("privateInfo") or {}),
+        }
 
     async def aclose(self) -> None:
         for client in self._clients:
@@ -104,12 +111,15 @@ async def deploy(pool: Pool, document: dict[str, Any]) -> float:
         for dependency in component["dependsOn"]:
             successors[dependency].append(component["id"])
     slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+    infos: dict[str, dict[str, Any]] = {}
+    depends_on = {c["id"]: c["dependsOn"] for c in components}
 
     async with asyncio.TaskGroup() as group:
 
         async def provision(own_id: str) -> None:
+            dependencies = {dep: infos[dep] for dep in depends_on[own_id]}
             async with slots:
-                await pool.provision(payloads.body(own_id))
+                infos[own_id] = await pool.provision(payloads.body(own_id, dependencies))
             for successor in successors[own_id]:
                 waiting[successor] -= 1
                 if waiting[successor] == 0:

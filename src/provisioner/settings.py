@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     policies: Path | None = Field(
         default=None, description="a directory of Rego policies (.rego) checked on every request"
     )
+    share_private_info: bool = Field(
+        default=False,
+        description="send every adapter every component's privateInfo (the Tech Adapter API's "
+        "behaviour); by default an adapter gets only its own components' and the direct "
+        "dependencies' of the component it provisions",
+    )
 
     failpoints: str | None = Field(
         default=None,

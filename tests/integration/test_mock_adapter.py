@@ -1434,3 +1434,24 @@ def test_document_marker_in_head_is_rejected_like_a_full_parse() -> None:
         read_component_fully(descriptor)
     with pytest.raises(InvalidRequestError):
         DescriptorReader().read(DescriptorKind.COMPONENT, descriptor)
+
+
+def test_a_dependents_head_is_read_as_the_shared_head_plus_its_info_blocks() -> None:
+    """A head that differs from one already read only by `info:` keys on the entries of the
+    dependencies (as the coordinator sends a dependent) is not parsed whole again, and reads
+    as parsing the whole text does."""
+    from provisioner.domain.rendering import DescriptorTexts
+
+    storage = {**component(CID), "notes": "line one\nline two\n"}
+    port = {**component(OTHER_ID), "dependsOn": [CID]}
+    texts = DescriptorTexts(data_product(storage, port))
+    reader = DescriptorReader()
+    reader.read(DescriptorKind.COMPONENT, texts.component(CID).text)
+    info = {"publicInfo": {"table": "t: 1\n"}, "privateInfo": {"pw": "'s\"", "empty": {}}}
+
+    descriptor = texts.component(OTHER_ID, {CID: info}).text
+    fast = reader.read(DescriptorKind.COMPONENT, descriptor)
+
+    assert fast == read_component_fully(descriptor)
+    assert fast.dependency_info == {CID: info}
+    assert (reader.stats.misses, reader.stats.hits) == (2, 1)  # the head's miss, the base's hit

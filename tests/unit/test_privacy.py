@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
-from provisioner.domain.privacy import WITHHELD, mentions_private, without_private
+from provisioner.domain.privacy import (
+    WITHHELD,
+    may_receive_private_info,
+    mentions_private,
+    without_private,
+)
 
 SECRET = "s3cret"
 
@@ -50,3 +55,28 @@ def test_text_too_deep_to_clean_is_withheld_for_display() -> None:
 def test_mentions_are_found_in_any_letter_case() -> None:
     assert mentions_private("PRIVATEINFO: x")
     assert not mentions_private("private info")
+
+
+# --- who may be sent privateInfo ---------------------------------------------------------------
+
+
+def test_an_adapter_receives_the_private_info_of_its_own_template() -> None:
+    assert may_receive_private_info("urn:itm:s3:0", "urn:itm:s3:0")
+
+
+def test_another_templates_private_info_is_withheld_unless_a_direct_dependency() -> None:
+    assert not may_receive_private_info("urn:itm:port:0", "urn:itm:s3:0")
+    assert may_receive_private_info("urn:itm:port:0", "urn:itm:s3:0", dependency=True)
+
+
+def test_no_template_is_nobodys_own() -> None:
+    """A component with no template (the system step without one) matches no adapter, and a
+    receiver without a template receives nothing of its own."""
+    assert not may_receive_private_info("urn:itm:s3:0", None)
+    assert not may_receive_private_info(None, None)
+
+
+def test_sharing_sends_everything_to_everyone() -> None:
+    """PROVISIONER_SHARE_PRIVATE_INFO: the Tech Adapter API's behaviour."""
+    assert may_receive_private_info("urn:itm:port:0", "urn:itm:s3:0", share=True)
+    assert may_receive_private_info(None, None, share=True)

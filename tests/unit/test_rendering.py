@@ -177,6 +177,94 @@ def test_the_document_is_not_reread_after_first_use() -> None:
     assert texts.component("urn:c:b").text.replace("urn:c:b", "urn:c:a") == before
 
 
+# --- dependency info in COMPONENT_DESCRIPTORs --------------------------------------------------
+
+
+def chain_document() -> dict[str, Any]:
+    """A unit whose components carry awkward text, ``port`` depending on ``store`` and ``job``."""
+    return unit_document(
+        components=[
+            {"id": "urn:c:store", "kind": "storage", "dependsOn": [], "notes": list(AWKWARD)},
+            {"id": "urn:c:job", "kind": "workload", "dependsOn": [], "info": {"stale": 1}},
+            {"id": "urn:c:port", "kind": "outputport", "dependsOn": ["urn:c:store", "urn:c:job"]},
+            {"id": "urn:c:other", "kind": "workload", "dependsOn": []},
+        ],
+        after="a key after the components",
+    )
+
+
+INFO = {"publicInfo": {"table": "ü日本", "lines": "a\nb\n"}, "privateInfo": {"pw": "'\"s\u2028"}}
+
+
+def with_info(document: dict[str, Any], infos: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **document,
+        "components": [
+            {**c, "info": infos[c["id"]]} if c["id"] in infos else c for c in document["components"]
+        ],
+    }
+
+
+@pytest.mark.parametrize("value", AWKWARD, ids=repr)
+def test_a_dependent_is_sent_its_dependencies_with_their_info(value: str) -> None:
+    """The text reads back as the unit with ``info`` on the dependencies' entries only (an
+    ``info`` the descriptor wrote is replaced), and is what dumping that unit whole writes."""
+    document = chain_document()
+    infos = {"urn:c:store": {**copy.deepcopy(INFO), "extra": value}, "urn:c:job": INFO}
+
+    descriptor = DescriptorTexts(document).component("urn:c:port", infos)
+
+    enriched = with_info(document, infos)
+    expected = {"dataProduct": enriched, "componentIdToProvision": "urn:c:port"}
+    assert yaml.safe_load(descriptor.text) == expected
+    assert descriptor.text.startswith(to_yaml({"dataProduct": enriched}))
+    assert json_encoded(descriptor) == json.dumps(descriptor.text, ensure_ascii=False)
+
+
+def test_a_dependent_text_is_spliced_from_the_shared_encoding() -> None:
+    """Only the dependencies' entries are new bytes: the rest are slices of the encoding
+    shared by every component, and one set of dependencies is built once."""
+    texts = DescriptorTexts(chain_document())
+    shared = texts.component("urn:c:other").json_parts()[0]
+
+    first = texts.component("urn:c:port", {"urn:c:store": INFO, "urn:c:job": INFO})
+    again = texts.component("urn:c:port", {"urn:c:job": INFO, "urn:c:store": INFO})
+
+    slices = [part for part in first.json_parts() if isinstance(part, memoryview)]
+    assert len(slices) == 3
+    assert all(part.obj is shared for part in slices)
+    assert again.json_parts()[0].obj is shared  # type: ignore[union-attr]
+    assert getattr(first, "head", None) is getattr(again, "head", None)
+
+
+def test_dependencies_the_descriptor_does_not_list_change_nothing() -> None:
+    """Info for an id that is not a component of the unit is not sent."""
+    texts = DescriptorTexts(chain_document())
+
+    descriptor = texts.component("urn:c:port", {"urn:c:elsewhere": INFO})
+
+    assert descriptor.text == texts.component("urn:c:port").text
+
+
+def test_a_unit_whose_entries_share_yaml_anchors_is_dumped_whole() -> None:
+    """When entries dumped alone differ from the whole text (an object shared between
+    components is written with an anchor), the dependent's text is dumped whole, correctly."""
+    shared = {"owner": "team", "list": [1, 2]}
+    document = chain_document()
+    document["components"][0]["specific"] = shared
+    document["components"][2]["specific"] = shared
+
+    descriptor = DescriptorTexts(document).component("urn:c:port", {"urn:c:store": INFO})
+
+    expected = {
+        "dataProduct": with_info(document, {"urn:c:store": INFO}),
+        "componentIdToProvision": "urn:c:port",
+    }
+    assert "&id" in descriptor.text
+    assert yaml.safe_load(descriptor.text) == expected
+    assert json_encoded(descriptor) == json.dumps(descriptor.text, ensure_ascii=False)
+
+
 # --- DATAPRODUCT_DESCRIPTOR --------------------------------------------------------------------
 
 

@@ -64,7 +64,8 @@ from provisioner.engine.ports import (
 from provisioner.errors import AdapterError, AdapterTransientError
 
 _JSON_HEADERS = {"content-type": "application/json", "accept": "application/json, text/plain"}
-Body = tuple[bytes, ...]
+# Parts of a request body: shared bytes, or slices of them (see domain.rendering).
+Body = tuple[bytes | memoryview, ...]
 _PATHS = {TaskAction.PROVISION: "/v1/provision", TaskAction.UNPROVISION: "/v1/unprovision"}
 MiB = 1024 * 1024
 # Poll answers that say "not now" rather than "never": 404 is what an adapter that restarted and
@@ -459,7 +460,8 @@ def _provisioning_body(request: AdapterRequest) -> Body:
 
 async def _stream(body: Body) -> AsyncIterator[bytes]:
     for part in body:
-        yield part
+        # A slice is copied here once, for the time it is written (h11 would copy it anyway).
+        yield part if isinstance(part, bytes) else bytes(part)
 
 
 def _result(status: WireProvisioningStatus) -> ProvisioningResult:

@@ -48,3 +48,19 @@ def _text_without_private(text: str, *, withhold_mentions: bool) -> str:
         except (ValueError, RecursionError):
             pass  # not JSON after all (or too deep to clean): treated as text
     return WITHHELD if withhold_mentions else text
+
+
+def may_receive_private_info(
+    receiver: str | None, producer: str | None, *, dependency: bool = False, share: bool = False
+) -> bool:
+    """Whether the Tech Adapter of template ``receiver`` may be sent the ``privateInfo`` that
+    the adapter of template ``producer`` returned for a component (least privilege).
+
+    An adapter receives the private info of the components it provisions itself (the same
+    ``infrastructureTemplateId``) and of the direct dependencies (``dependency``) of the
+    component it is provisioning; ``share`` (``PROVISIONER_SHARE_PRIVATE_INFO``) restores the
+    Tech Adapter API's behaviour, every adapter receiving everything.
+    """
+    if share or dependency:
+        return True
+    return receiver is not None and receiver == producer

@@ -121,6 +121,7 @@ class OperationRunner:
         operation_timeout_seconds: float | None = None,
         failpoints: Failpoints | None = None,
         validate_before_deploy: bool = True,
+        share_private_info: bool = False,
         observer: EngineObserver | None = None,
     ) -> None:
         self._claimed = claimed
@@ -153,6 +154,7 @@ class OperationRunner:
                 task.waiting_for += self._tasks[dependency].state.status is not TaskStatus.SUCCEEDED
         self._stop: Interruption | None = None
         self._validates = validate_before_deploy
+        self._share_private_info = share_private_info
         self._refusal: str | None = None  # why validation refused the deploy
         # A deploy's members, recorded with the start of its first task: a deploy that never
         # starts anything leaves the release as it was.
@@ -179,7 +181,12 @@ class OperationRunner:
     async def run(self) -> OperationStatus | None:
         """Run every remaining task; return the final status, or None if the lease was lost."""
         correlation.bind(self._correlation)  # this task's, and every task it starts
-        self._builder = await offload(self._claimed.documents_size, RequestBuilder, self._claimed)
+        self._builder = await offload(
+            self._claimed.documents_size,
+            RequestBuilder,
+            self._claimed,
+            share_private_info=self._share_private_info,
+        )
         timer = self._arm_timeout()
         lease_lost = False
         try:
@@ -468,7 +475,7 @@ class OperationRunner:
 
     async def _call(self, task: _Task, endpoint: AdapterEndpoint) -> ProvisioningResult:
         assert self._builder is not None
-        request = self._builder.request(task.state)
+        request = self._builder.request(task.state, self._current_state)
         task.called = True
         component_id = task.id
         try:
@@ -515,10 +522,21 @@ class OperationRunner:
         await self._write(write)
 
     async def _finish_without_call(self, task: _Task) -> None:
-        """The system step with no adapter of its own, or an adapter no longer registered."""
+        """The system step with no adapter of its own, or an adapter no longer registered.
+
+        A unit-level template with no adapter registered (every real descriptor names
+        ``urn:dmb:itm:dataproduct-provisioner:1``) means the system step makes no call; a
+        component's unregistered template fails its task."""
         template = task.state.infrastructure_template_id
+        detail: JSON | None = None
         if template is None:
             result = ProvisioningResult(succeeded=True)
+        elif task.state.is_system:
+            result = ProvisioningResult(succeeded=True)
+            detail = {
+                "note": f"no Tech Adapter is registered for the unit-level template "
+                f"{template!r} in {self._header.environment!r}: the system step made no call"
+            }
         else:
             result = ProvisioningResult(
                 succeeded=False,
@@ -532,18 +550,24 @@ class OperationRunner:
             task.state = replace(
                 task.state, started_at=self._clock(), attempts=task.state.attempts + 1
             )
-        await self._finish(task, result, starting=starting)
+        await self._finish(task, result, starting=starting, detail=detail)
 
     async def _finish(
-        self, task: _Task, result: ProvisioningResult, *, starting: bool = False
+        self,
+        task: _Task,
+        result: ProvisioningResult,
+        *,
+        starting: bool = False,
+        detail: JSON | None = None,
     ) -> None:
         """Record the result; start (in the same write) the successors it unblocks.
-        ``starting``: the task also started with this write (it needed no call)."""
+        ``starting``: the task also started with this write (it needed no call); ``detail``:
+        of its event."""
         now = self._clock()
         write = self._new_write()
         if starting:
             self._record_members(write)
-        self._mark_finished(task, result, write, now)
+        self._mark_finished(task, result, write, now, detail=detail)
         ready: list[_Task] = []
         if result.succeeded:
             for successor in task.successors:
@@ -641,7 +665,13 @@ class OperationRunner:
         write.components.append(task.component)
 
     def _mark_finished(
-        self, task: _Task, result: ProvisioningResult, write: StateWrite, now: datetime
+        self,
+        task: _Task,
+        result: ProvisioningResult,
+        write: StateWrite,
+        now: datetime,
+        *,
+        detail: JSON | None = None,
     ) -> None:
         assert self._builder is not None
         if task.state.action is TaskAction.UPDATE_ACL:
@@ -668,6 +698,7 @@ class OperationRunner:
             outcome,
             write,
             now,
+            detail=detail,
             error=result.error,
             public_info=result.public_info,
             private_info=result.private_info,
@@ -739,6 +770,11 @@ class OperationRunner:
             last_finished_at=now,
         )
         write.components.append(task.component)
+
+    def _current_state(self, component_id: str) -> ComponentState | None:
+        """A component's state as of now: as this run left it, or as claimed."""
+        task = self._tasks.get(component_id)
+        return task.component if task is not None else self._claimed.components.get(component_id)
 
     def _new_write(self) -> StateWrite:
         return StateWrite(fence=self._claimed.fence, header=self._header)

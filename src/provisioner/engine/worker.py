@@ -61,6 +61,9 @@ class WorkerConfig:
     failpoints: Failpoints = field(default_factory=Failpoints)
     # Each deploy's components are validated by their adapters before anything is provisioned.
     validate_before_deploy: bool = True
+    # Every adapter is sent every component's privateInfo (not only its own and its
+    # dependencies').
+    share_private_info: bool = False
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -218,6 +221,7 @@ class Worker:
             operation_timeout_seconds=self._config.operation_timeout_seconds,
             failpoints=self._config.failpoints,
             validate_before_deploy=self._config.validate_before_deploy,
+            share_private_info=self._config.share_private_info,
             observer=self._observer,
         )
         operation_id = claimed.header.id

@@ -86,7 +86,7 @@ class MockTechAdapter:
         request = parse_provisioning_request(body)
         call.descriptor_kind, call.remove_data = request.kind.value, request.remove_data
         target = self.reader.read(request.kind, request.descriptor)
-        call.component_id = target.component_id
+        call.component_id, call.dependency_info = target.component_id, target.dependency_info
         self.requests.append(
             {
                 "seq": call.seq,
@@ -234,7 +234,7 @@ class MockTechAdapter:
         call.descriptor_kind, call.remove_data = request.kind.value, request.remove_data
         try:
             target = self.reader.read(request.kind, request.descriptor)
-            call.component_id = target.component_id
+            call.component_id, call.dependency_info = target.component_id, target.dependency_info
             self.components.get(target.component_id).validate_count += 1
             behaviour = parse_behaviour(target.component, self.defaults)
         except InvalidRequestError as exc:

@@ -6,6 +6,11 @@ the mock's work, so a COMPONENT_DESCRIPTOR written that way is split at that las
 parsed alone and the `dataProduct:` head goes through a small LRU cache keyed by a hash of its text.
 Whenever the split does not clearly apply, the whole text is parsed, which is always correct.
 
+A coordinator that sends each dependency's provisioning info (Tech Adapter API 2.6) makes the
+head of a dependent differ from the shared one only by `info:` keys added to the entries of
+its dependencies. Such a head is read as the shared head (through the cache) plus those small
+`info:` blocks, each parsed alone; anything unexpected falls back to parsing the head whole.
+
 Tolerant as real adapters are: a DATAPRODUCT_DESCRIPTOR whose YAML is component-shaped
 (`dataProduct` + `componentIdToProvision`, as in Witboost's own request samples) is read as that
 component.
@@ -13,6 +18,7 @@ component.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 from collections import OrderedDict
@@ -35,6 +41,15 @@ _ID_LINE = re.compile(rf"^{_ID_KEY}\s*:", re.MULTILINE)
 _HEAD_START = "dataProduct:"
 # A document marker at the start of a line would make the head a stream of several documents.
 _DOCUMENT_MARKERS = ("\n---", "\n...")
+# Block YAML as dumpers write `dataProduct.components`: entries start with `  - `; their keys
+# are indented by 4 (`    info:`), what belongs to a key by 6 or more; blank lines aside. The
+# block ends at a line starting in column 0 or 1, or in column 2 with anything but `- `. Each
+# pattern starts with a line break, which the regex engine finds fast in a megabyte of text.
+_COMPONENTS_MARK = "\n  components:\n"
+_ENTRY_START = re.compile(r"\n  - ")
+_BLOCK_END = re.compile(r"\n(?:[^ \n]| [^ \n]|  [^ \n-]|  -[^ ])")
+_INFO_KEY = re.compile(r"\n    info:")
+_KEY_END = re.compile(r"\n(?:[^ \n]| {1,5}[^ \n])")
 
 
 class DescriptorKind(StrEnum):
@@ -145,12 +160,74 @@ class DescriptorReader:
             self._cache.move_to_end(key)
             return view
         self.stats.misses += 1
-        view = _parse_view(kind, text)
+        view = self._dependent_view(text) if kind is DescriptorKind.COMPONENT else None
+        if view is None:
+            view = _parse_view(kind, text)
         if view is not None:
             self._cache[key] = view
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return view
+
+    def _dependent_view(self, head: str) -> DataProductView | None:
+        """A head whose entries carry `info:` blocks, read as the head without them (cached)
+        plus each block parsed alone; None when it is not so written."""
+        split = _split_infos(head)
+        if split is None:
+            return None
+        base_text, blocks = split
+        base = self._cached(DescriptorKind.COMPONENT, base_text)
+        listed = base.data_product.get("components") if base is not None else None
+        if base is None or not isinstance(listed, list):
+            return None
+        entries = list(listed)
+        index = dict(base.components)
+        for position, block in blocks:
+            try:
+                parsed = parse_yaml_mapping(block, what="info")
+            except InvalidRequestError:
+                return None
+            if position >= len(entries) or not isinstance(entries[position], Mapping):
+                return None
+            if list(parsed) != ["info"]:
+                return None
+            original = entries[position]
+            entries[position] = {**original, "info": parsed["info"]}
+            component_id = original.get("id")
+            if isinstance(component_id, str) and index.get(component_id) is original:
+                index[component_id] = entries[position]
+        return DataProductView({**base.data_product, "components": entries}, index)
+
+
+def _split_infos(head: str) -> tuple[str, list[tuple[int, str]]] | None:
+    """The head without the `info:` keys of its component entries, and each such block with
+    the position of its entry; None when there is none (or the layout is not the usual)."""
+    mark = head.find(_COMPONENTS_MARK)
+    if mark < 0:
+        return None
+    start = mark + len(_COMPONENTS_MARK)
+    found = _BLOCK_END.search(head, start)
+    end = found.start() + 1 if found is not None else len(head)
+    spans: list[tuple[int, int]] = []
+    for match in _INFO_KEY.finditer(head, start - 1, end):
+        line_end = head.find("\n", match.start() + 1, end)
+        if line_end < 0:
+            return None
+        after = _KEY_END.search(head, line_end, end)
+        spans.append((match.start() + 1, after.start() + 1 if after is not None else end))
+    if not spans:
+        return None
+    starts = [match.start() + 1 for match in _ENTRY_START.finditer(head, start - 1, end)]
+    pieces, blocks, cursor = [], [], 0
+    for span_start, span_end in spans:
+        position = bisect.bisect_right(starts, span_start) - 1
+        if position < 0:
+            return None
+        pieces.append(head[cursor:span_start])
+        blocks.append((position, head[span_start:span_end]))
+        cursor = span_end
+    pieces.append(head[cursor:])
+    return "".join(pieces), blocks
 
 
 def read_component_fully(descriptor: str) -> Target:

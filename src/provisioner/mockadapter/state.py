@@ -44,6 +44,9 @@ class CallRecord:
     # The caller's correlation headers, as a real adapter would log them.
     request_id: str | None = None
     traceparent: str | None = None
+    # Provision, unprovision and validate: the `info` each id in the target's dependsOn carried
+    # in dataProduct.components (None when it carried none or is not listed).
+    dependency_info: Any = None
 
     def to_json(self) -> dict[str, Any]:
         """The record as the control API shows it."""
@@ -59,6 +62,7 @@ class CallRecord:
             "answeredAt": self.answered_at,
             "requestId": self.request_id,
             "traceparent": self.traceparent,
+            "dependencyInfo": self.dependency_info,
         }
 
 

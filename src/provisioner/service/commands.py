@@ -331,6 +331,7 @@ class Commands:
             Problem("components", unregistered(step.infrastructure_template_id, environment))
             for step in plan.steps
             if step.infrastructure_template_id is not None
+            and not step.is_system
             and self._directory.resolve(step.infrastructure_template_id, environment) is None
         ]
         if problems:
@@ -632,8 +633,10 @@ def _promotion(target: TargetUnit) -> dict[str, Any] | None:
 def _adapter_problems(
     unit: DeploymentUnit, environment: str, directory: AdapterDirectory
 ) -> list[Problem]:
-    templates = [("descriptor.infrastructureTemplateId", unit.infrastructure_template_id)]
-    templates += [
+    """Components whose template has no adapter here. The unit's own template is not one of
+    them: unregistered, the system step makes no call (every real descriptor names
+    ``urn:dmb:itm:dataproduct-provisioner:1``, which no Tech Adapter serves)."""
+    templates = [
         (
             f"descriptor.components[{c.position}].infrastructureTemplateId",
             c.infrastructure_template_id,

@@ -114,9 +114,15 @@ class AdapterCalls:
     async def _ask_adapters(self, unit: DeploymentUnit, env: str) -> list[ComponentValidation]:
         texts = DescriptorTexts(unit.document)
         checks: list[tuple[str, AdapterEndpoint, AdapterRequest]] = []
-        if unit.infrastructure_template_id:
-            endpoint = self._resolve(unit.infrastructure_template_id, env)
-            checks.append((unit.id, endpoint, _request(texts.unit, "DATAPRODUCT_DESCRIPTOR")))
+        # An unregistered unit-level template is validated by no one: the system step of a
+        # deploy makes no call either.
+        unit_endpoint = (
+            self._directory.resolve(unit.infrastructure_template_id, env)
+            if unit.infrastructure_template_id
+            else None
+        )
+        if unit_endpoint is not None:
+            checks.append((unit.id, unit_endpoint, _request(texts.unit, "DATAPRODUCT_DESCRIPTOR")))
         for component in unit.components:
             endpoint = self._resolve(component.infrastructure_template_id, env)
             text = texts.component(component.id)
