@@ -1,8 +1,9 @@
 """The ``provisioner`` command: run the service and talk to a running one.
 
 Server commands (``serve``, ``migrate``, ``mock-adapter``, ``demo``) run parts of provisioner in
-this process; ``token`` manages API tokens in the database, as ``migrate`` does. Client commands
-(``deploy``, ``undeploy``, ``status``, ``validate``, ``plan``) speak HTTP to a running service
+this process; ``token`` manages API tokens and ``purge`` removes old operations in the
+database, as ``migrate`` does. Client commands (``deploy``, ``undeploy``, ``status``,
+``validate``, ``plan``) speak HTTP to a running service
 at ``--url`` (``PROVISIONER_URL``) with ``--token`` (``PROVISIONER_TOKEN``), as any other client
 would. Exit codes: 0 success, 1 the operation failed or was cancelled (``validate``: the
 descriptor is invalid), 2 the request was refused or the server could not be reached.
@@ -68,6 +69,19 @@ def _parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply database migrations and exit")
     migrate.set_defaults(run=_migrate)
     _token_parser(commands)
+    purge = commands.add_parser(
+        "purge",
+        help="delete finished operations older than the retention (in the database; migrates "
+        "it first)",
+    )
+    purge.add_argument("--dry-run", action="store_true", help="count what would go, delete none")
+    purge.add_argument(
+        "--older-than",
+        type=float,
+        metavar="DAYS",
+        help="default: PROVISIONER_RETENTION_DAYS",
+    )
+    purge.set_defaults(run=_purge)
 
     mock = commands.add_parser("mock-adapter", help="run the mock Tech Adapter (demos, CI)")
     mock.add_argument("--host", default="127.0.0.1")
@@ -357,6 +371,29 @@ def print_tokens(tokens: Sequence[TokenInfo]) -> None:
     for row in rows:
         cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
         print("  ".join(cells).rstrip())
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from provisioner.store.retention import RetentionPolicy, purge
+
+    settings = _settings()
+    days = args.older_than if args.older_than is not None else settings.retention_days
+    if days is None or days <= 0:
+        print(
+            "provisioner: give --older-than DAYS (above 0) or set PROVISIONER_RETENTION_DAYS",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    policy = RetentionPolicy.from_settings(settings, days=days)
+    report = _token_command(
+        lambda database: purge(database, policy, now=datetime.now(UTC), dry_run=args.dry_run)
+    )
+    if report is None:
+        return EXIT_REFUSED
+    print("\n".join(report.lines()))
+    return EXIT_OK
 
 
 def _migrate(_args: argparse.Namespace) -> int:
