@@ -1,7 +1,8 @@
 """Reads over a large history: the API's hot reads with 100,000 operations in PostgreSQL.
 
     .venv/bin/python bench/history.py [--releases 10000] [--operations-per-release 10]
-                                      [--events-per-operation 10] [--samples 300] [--keep]
+                                      [--events-per-operation 10] [--samples 300]
+                                      [--purge-days 100] [--keep | --reuse] [--explain]
 
 Creates the database ``provisioner_history_bench`` (dropped at the end unless ``--keep``),
 migrates it, seeds it in the server (``INSERT ... SELECT`` over ``generate_series``: a few
@@ -11,7 +12,8 @@ events each, a Market Plane publication and its delivery per successful deploy),
 with ``provisioner serve`` on loopback (authentication off) and times each read over HTTP, one
 request at a time on a kept-alive connection. Prints p50 and p99 per read and their ratio to
 ``/healthz`` timed in the same run (the floor: HTTP, routing and JSON without the database).
-Exit code 0 whatever the figures; 1 only when something broke.
+Then times a dry run and a purge of what ended more than ``--purge-days`` ago. Exit code 0
+whatever the figures; 1 only when something broke.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from provisioner.store.database import Database
 from provisioner.store.migrate import migrate
+from provisioner.store.retention import RetentionPolicy, purge
 from servers import POSTGRES_ADMIN_URL, ServerFailedError, service
 
 DATABASE = "provisioner_history_bench"
@@ -72,6 +76,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--explain", action="store_true", help="print each query's plan too")
     parser.add_argument(
         "--reuse", action="store_true", help="read a database kept by an earlier --keep run"
+    )
+    parser.add_argument(
+        "--purge-days",
+        type=float,
+        default=100.0,
+        help="then time a dry run and a purge of what ended longer ago (0: skip)",
     )
     return parser.parse_args(argv)
 
@@ -444,6 +454,23 @@ async def explain(url: str, ids: dict[str, list[str]]) -> None:
         await engine.dispose()
 
 
+async def time_purge(url: str, days: float) -> None:
+    """A dry run, then the purge itself, of what ended more than ``days`` ago (the history
+    spans 200 days), in the service's default batches."""
+    database = Database(url)
+    policy = RetentionPolicy(older_than=timedelta(days=days), batch_size=500)
+    try:
+        for dry_run in (True, False):
+            started = time.perf_counter()
+            report = await purge(database, policy, now=datetime.now(UTC), dry_run=dry_run)
+            seconds = time.perf_counter() - started
+            rows = ", ".join(f"{table} {count:,}" for table, count in report.rows.items())
+            verb = "dry run" if dry_run else "purge"
+            print(f"{verb} ({days:g} days): {seconds:.1f} s, {report.batches} batches: {rows}")
+    finally:
+        await database.dispose()
+
+
 # --- the run ----------------------------------------------------------------------------------
 
 
@@ -498,6 +525,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         floor = figures.pop(FLOOR)
         met = report(figures, floor)
         print(f"\n{'every read met' if met else 'some reads missed'} the target (p99 < 50 ms)")
+        if args.purge_days:
+            print()
+            asyncio.run(time_purge(url, args.purge_days))
     except (ServerFailedError, OSError) as exc:
         print(f"history benchmark broken: {exc}", file=sys.stderr)
         return 1

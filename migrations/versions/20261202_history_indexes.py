@@ -36,7 +36,7 @@ INDEXES = (
 
 def upgrade() -> None:
     for name, table, columns in INDEXES:
-        op.create_index(name, table, columns)
+        op.create_index(name, table, columns, if_not_exists=True)
 
 
 def downgrade() -> None:
