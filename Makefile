@@ -13,7 +13,7 @@ LINT_PATHS := src tests bench
 STAMP := $(VENV)/.provisioner-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve test lint format typecheck bench bench-load openapi openapi-check check \
+.PHONY: help install run serve test lint format typecheck bench bench-load bench-history openapi openapi-check check \
 	screenshots vendor-assets docker up down lock clean
 
 help: ## list the targets
@@ -54,6 +54,9 @@ bench: $(STAMP) ## run the benchmarks and print their figures (needs PostgreSQL 
 
 bench-load: $(STAMP) ## 3 replicas on PostgreSQL, 200 concurrent deployments
 	$(BIN)/python bench/load.py
+
+bench-history: $(STAMP) ## reads over 100,000 operations in PostgreSQL, and a purge
+	$(BIN)/python bench/history.py
 
 openapi: $(STAMP) ## write openapi/openapi.json from the code
 	$(BIN)/python -m provisioner.api.openapi

@@ -11,7 +11,8 @@ seconds for a million rows) with releases, their components, operations shaped l
 events each, a Market Plane publication and its delivery per successful deploy), then serves it
 with ``provisioner serve`` on loopback (authentication off) and times each read over HTTP, one
 request at a time on a kept-alive connection. Prints p50 and p99 per read and their ratio to
-``/healthz`` timed in the same run (the floor: HTTP, routing and JSON without the database).
+``/healthz`` timed in the same run (the floor: HTTP, routing and JSON without the database),
+and the service's CPU time per read (what a read costs whatever else the machine runs).
 Then times a dry run and a purge of what ended more than ``--purge-days`` ago. Exit code 0
 whatever the figures; 1 only when something broke.
 """
@@ -39,6 +40,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from measure import cpu_seconds
 from provisioner.store.database import Database
 from provisioner.store.migrate import migrate
 from provisioner.store.retention import RetentionPolicy, purge
@@ -373,25 +375,41 @@ def reads(ids: dict[str, list[str]]) -> dict[str, Callable[[random.Random], str]
     }
 
 
+@dataclass(slots=True)
+class Figures:
+    """Each read's latencies (ms) and the service's CPU time spent answering it (s)."""
+
+    latencies: dict[str, list[float]]
+    cpu: dict[str, float]
+
+
 def time_reads(
-    client: httpx.Client, paths: dict[str, Callable[[random.Random], str]], *, rounds: int
-) -> dict[str, list[float]]:
+    client: httpx.Client,
+    paths: dict[str, Callable[[random.Random], str]],
+    *,
+    rounds: int,
+    service_pid: int,
+) -> Figures:
     """Milliseconds of each read, ``rounds`` times, in rounds that ask each read once (so
     that whatever else the machine does falls on every read alike), after a few rounds
-    unmeasured; every answer checked 200."""
+    unmeasured; every answer checked 200. The service's CPU time is read around each request
+    (in clock ticks: summed over the rounds it is a fair share, not a per-request figure)."""
     rnd = random.Random(7)
-    timings: dict[str, list[float]] = {name: [] for name in paths}
+    figures = Figures({name: [] for name in paths}, dict.fromkeys(paths, 0.0))
     for index in range(rounds + 10):
         for name, path_of in paths.items():
             path = path_of(rnd)
+            cpu_before = cpu_seconds(service_pid)
             started = time.perf_counter()
             response = client.get(path)
             elapsed = (time.perf_counter() - started) * 1000
+            cpu_after = cpu_seconds(service_pid)
             if response.status_code != 200:
                 raise ServerFailedError(f"GET {path}: {response.status_code} {response.text[:300]}")
             if index >= 10:
-                timings[name].append(elapsed)
-    return timings
+                figures.latencies[name].append(elapsed)
+                figures.cpu[name] += cpu_after - cpu_before
+    return figures
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -399,18 +417,20 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def report(figures: dict[str, list[float]], floor: list[float]) -> bool:
+def report(figures: Figures) -> bool:
     """Print the table; whether every read met the target."""
+    floor = figures.latencies[FLOOR]
     floor_p50 = statistics.median(floor)
-    print(f"\n{'read':<40} {'p50 ms':>8} {'p99 ms':>8} {'p50/floor':>10}  target p99 < 50 ms")
-    print(f"{'/healthz (the floor)':<40} {floor_p50:>8.2f} {percentile(floor, 0.99):>8.2f}")
+    header = f"{'read':<40} {'p50 ms':>8} {'p99 ms':>8} {'p50/floor':>10} {'CPU ms':>7}"
+    print(f"\n{header}  target p99 < {TARGET_MS:g} ms")
     met = True
-    for name, values in figures.items():
+    for name, values in figures.latencies.items():
         p50, p99 = statistics.median(values), percentile(values, 0.99)
+        cpu = figures.cpu[name] / len(values) * 1000
         ok = p99 < TARGET_MS
-        met = met and ok
-        verdict = "ok" if ok else "MISSED"
-        print(f"{name:<40} {p50:>8.2f} {p99:>8.2f} {p50 / floor_p50:>9.1f}x  {verdict}")
+        met = met and (ok or name == FLOOR)
+        verdict = "(the floor)" if name == FLOOR else "ok" if ok else "MISSED"
+        print(f"{name:<40} {p50:>8.2f} {p99:>8.2f} {p50 / floor_p50:>9.1f}x {cpu:>7.2f}  {verdict}")
     return met
 
 
@@ -520,10 +540,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             httpx.Client(base_url=server.url, timeout=30) as client,
         ):
             figures = time_reads(
-                client, {FLOOR: lambda rnd: "/healthz", **reads(ids)}, rounds=args.samples
+                client,
+                {FLOOR: lambda rnd: "/healthz", **reads(ids)},
+                rounds=args.samples,
+                service_pid=server.pid,
             )
-        floor = figures.pop(FLOOR)
-        met = report(figures, floor)
+        met = report(figures)
         print(f"\n{'every read met' if met else 'some reads missed'} the target (p99 < 50 ms)")
         if args.purge_days:
             print()
