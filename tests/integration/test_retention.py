@@ -375,3 +375,28 @@ def _count(output: str, table: str) -> int:
         if name == table:
             return int(value.strip().replace(",", ""))
     raise AssertionError(f"no line for {table} in {output!r}")
+
+
+async def test_purges_at_the_same_time_share_the_work(
+    database: Database, database_url: str
+) -> None:
+    """Two replicas purging at once: each operation goes once, neither fails."""
+    history = History(database)
+    for index in range(12):
+        await history.operation(f"u{index % 3}")
+    lasts = []
+    for unit in ("u0", "u1", "u2"):
+        lasts.append(await history.operation(unit))
+        await history.release(unit, last=lasts[-1], descriptor=lasts[-1])
+    other = Database(database_url)
+    small = RetentionPolicy(timedelta(days=30), batch_size=2)
+    try:
+        reports = await asyncio.gather(
+            purge(database, small, now=NOW), purge(other, small, now=NOW)
+        )
+    finally:
+        await other.dispose()
+
+    assert sum(report.operations for report in reports) == 12
+    assert sum(report.rows["events"] for report in reports) == 36
+    assert await existing(database, history.ids) == set(lasts)
