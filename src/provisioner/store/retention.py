@@ -56,7 +56,7 @@ log = structlog.get_logger(__name__)
 
 FINISHED = (OperationStatus.SUCCEEDED, OperationStatus.FAILED, OperationStatus.CANCELLED)
 # The columns that name an operation a release still needs (each indexed for this check).
-_NAMING = (
+NAMING = (
     releases.c.last_operation_id,
     releases.c.descriptor_operation_id,
     components.c.last_operation_id,
@@ -169,7 +169,7 @@ class _Batch:
                 )
                 .exists(),
                 o.id.not_in(_undelivered_operations()),
-                *(~select(column).where(column == o.id).exists() for column in _NAMING),
+                *(~select(column).where(column == o.id).exists() for column in NAMING),
             )
             .order_by(o.id)
             .limit(self.size)
