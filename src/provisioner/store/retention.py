@@ -98,7 +98,7 @@ class PurgeReport:
         return self.rows["operations"]
 
     def lines(self) -> list[str]:
-        """The report as text: one line per table, then the cutoff."""
+        """The report as text: the cutoff, then one line per table."""
         verb = "would purge" if self.dry_run else "purged"
         width = max(len(table) for table in TABLES)
         counts = [f"{table.ljust(width)}  {self.rows[table]:>10,}" for table in TABLES[::-1]]
