@@ -13,7 +13,8 @@ LINT_PATHS := src tests bench
 STAMP := $(VENV)/.provisioner-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve test contract lint format typecheck bench bench-load bench-hostile openapi openapi-check check \
+.PHONY: help install run serve test contract lint format typecheck bench bench-load bench-hostile bench-history \
+	openapi openapi-check check \
 	screenshots vendor-assets docker up down lock clean
 
 help: ## list the targets
@@ -60,6 +61,9 @@ bench-load: $(STAMP) ## 3 replicas on PostgreSQL, 200 concurrent deployments
 
 bench-hostile: $(STAMP) ## how fast each hostile body is refused, and /healthz meanwhile
 	$(BIN)/python bench/hostile.py
+
+bench-history: $(STAMP) ## reads over 100,000 operations in PostgreSQL, and a purge
+	$(BIN)/python bench/history.py
 
 openapi: $(STAMP) ## write openapi/openapi.json from the code
 	$(BIN)/python -m provisioner.api.openapi

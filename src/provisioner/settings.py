@@ -119,6 +119,23 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="how often the database-wide gauges are read"
     )
 
+    # --- retention (README "Retention") ------------------------------------------------
+    retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="finished operations that ended longer ago than this are purged "
+        "(default: kept forever)",
+    )
+    retention_batch_size: int = Field(
+        default=500, ge=1, le=5000, description="operations purged per transaction"
+    )
+    retention_pause_seconds: float = Field(
+        default=0.1, ge=0, description="pause between two batches of a purge"
+    )
+    retention_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="how often a replica purges"
+    )
+
     # --- authentication and authorisation (README "Security") ---------------------------
     # "off" is accepted only when the service listens on a loopback address.
     auth: Literal["on", "off"] = "on"

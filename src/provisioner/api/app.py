@@ -43,6 +43,7 @@ from provisioner.store.operations import SqlOperationStore
 from provisioner.store.publications import SqlPublicationStore
 from provisioner.store.queries import Queries
 from provisioner.store.replicas import SqlReplicas
+from provisioner.store.retention import RetentionPolicy, RetentionTask
 from provisioner.store.submissions import Submissions
 from provisioner.telemetry.metrics import Metrics
 from provisioner.telemetry.refresh import ActivityRefresher
@@ -68,6 +69,7 @@ class Runtime:
     identity: ReplicaIdentity | None = None
     authenticator: Authenticator | None = None
     policies: PolicyEngine | None = None
+    retention: RetentionTask | None = None
 
 
 @dataclass(slots=True)
@@ -199,6 +201,7 @@ async def start_runtime(
         lambda: read_activity(database), metrics, interval_seconds=settings.metrics_refresh_seconds
     )
     refresher.start()
+    retention = start_retention(settings, database)
     _watch(metrics, registry=registry, worker=worker, streams=streams, wakeups=wakeups)
     authenticator = build_authenticator(settings, database)
     log.info(
@@ -227,7 +230,22 @@ async def start_runtime(
         identity=identity,
         authenticator=authenticator,
         policies=policies,
+        retention=retention,
     )
+
+
+def start_retention(settings: Settings, database: Database) -> RetentionTask | None:
+    """The periodic purge, when ``PROVISIONER_RETENTION_DAYS`` is set."""
+    if settings.retention_days is None:
+        return None
+    task = RetentionTask(
+        database,
+        RetentionPolicy.from_settings(settings, days=settings.retention_days),
+        interval_seconds=settings.retention_interval_seconds,
+        clock=utc_now,
+    )
+    task.start()
+    return task
 
 
 def _watch(
@@ -282,6 +300,8 @@ async def stop_runtime(
     leaves (an operation, an event) is durable and taken up by another replica or the next
     start. ``delivery_grace_seconds`` (default ``grace_seconds``) bounds the deliveries."""
     await runtime.refresher.close()
+    if runtime.retention is not None:
+        await runtime.retention.close()
     await runtime.wakeups.close()
     stopping = [runtime.worker.stop(grace_seconds=grace_seconds)]
     if runtime.publishing is not None:

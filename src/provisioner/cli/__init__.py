@@ -1,7 +1,8 @@
 """The ``provisioner`` command.
 
-Server commands (``serve``, ``migrate``, ``mock-adapter``, ``demo``) run parts of provisioner
-in this process; ``token`` manages API tokens in the database, as ``migrate`` does. Every other
+Server commands (``serve``, ``migrate``, ``purge``, ``mock-adapter``, ``demo``) run parts of
+provisioner in this process; ``token`` manages API tokens in the database, as ``migrate`` and
+``purge`` do. Every other
 command speaks HTTP to a running service at ``--url`` (``PROVISIONER_URL``) with ``--token``
 (``PROVISIONER_TOKEN``), as any other client would. Exit codes are in ``exits``.
 
@@ -10,7 +11,7 @@ command speaks HTTP to a running service at ``--url`` (``PROVISIONER_URL``) with
     follow.py   waiting for an operation (its event stream, a live table or plain lines)
     http.py     the API client: answers, or errors with their exit codes
     render.py   what is printed;  options.py  the shared options
-    server.py   serve (with its start-up checks), migrate, mock-adapter, demo
+    server.py   serve (with its start-up checks), migrate, purge, mock-adapter, demo
     tokens.py   token create / list / revoke
 """
 

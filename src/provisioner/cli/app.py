@@ -91,6 +91,7 @@ for name, command, panel in [
     ("retry", client.retry, CLIENT),
     ("serve", server.serve, SERVER),
     ("migrate", server.migrate, SERVER),
+    ("purge", server.purge, SERVER),
     ("mock-adapter", server.mock_adapter, SERVER),
     ("demo", server.demo, SERVER),
 ]:

@@ -1,5 +1,5 @@
 """The commands that run parts of provisioner in this process: ``serve``, ``migrate``,
-``mock-adapter`` and ``demo``.
+``purge``, ``mock-adapter`` and ``demo``.
 
 ``serve`` checks what it needs before it starts serving, in order (settings, exposure, the
 registry, the policies, the port, the database, the replica id), and refuses to start with one
@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from provisioner.cli.exits import CommandError, Exit
+from provisioner.cli.options import Output, OutputOption
+from provisioner.cli.render import print_json
 
 if TYPE_CHECKING:
     from provisioner.settings import Settings
@@ -239,6 +241,55 @@ def migrate() -> Exit:
 
     in_database(config, nothing)
     print(f"database at revision {head_revision()}")
+    return Exit.OK
+
+
+def purge(
+    older_than: Annotated[
+        float | None,
+        typer.Option(
+            "--older-than",
+            metavar="DAYS",
+            help="Purge what ended longer ago than DAYS (default: PROVISIONER_RETENTION_DAYS).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would go; delete nothing.")
+    ] = False,
+    output: OutputOption = Output.text,
+) -> Exit:
+    """Delete finished operations older than DAYS, with their tasks, events and delivered
+    publications, never what a release or component still names (README, Retention)."""
+    from datetime import UTC, datetime
+
+    from provisioner.log import configure_logging
+    from provisioner.store.retention import RetentionPolicy
+    from provisioner.store.retention import purge as purge_history
+
+    config = settings()
+    configure_logging(fmt=config.log_format, level="WARNING")
+    days = older_than if older_than is not None else config.retention_days
+    if days is None or days <= 0:
+        raise CommandError(
+            Exit.REFUSED,
+            "provisioner: give --older-than DAYS (above 0) or set PROVISIONER_RETENTION_DAYS",
+        )
+    policy = RetentionPolicy.from_settings(config, days=days)
+    report = in_database(
+        config,
+        lambda database: purge_history(database, policy, now=datetime.now(UTC), dry_run=dry_run),
+    )
+    if output is Output.json:
+        print_json(
+            {
+                "cutoff": report.cutoff.isoformat(),
+                "dryRun": report.dry_run,
+                "batches": report.batches,
+                "rows": report.rows,
+            }
+        )
+    else:
+        print("\n".join(report.lines()))
     return Exit.OK
 
 

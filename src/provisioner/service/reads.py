@@ -51,8 +51,10 @@ class Reads:
     async def events(
         self, operation_id: str, *, after: int = 0, limit: int = 1000
     ) -> list[EventView]:
-        await self.operation(operation_id)
-        return await self._store.events(operation_id, after=after, limit=limit)
+        events = await self._store.events(operation_id, after=after, limit=limit)
+        if not events:  # events exist only of an operation that does: else, is there one?
+            await self.operation(operation_id)
+        return events
 
     async def release(self, deployment_unit_id: str, environment: str) -> ReleaseView:
         view = await self._store.release(deployment_unit_id, environment)
@@ -94,10 +96,12 @@ class Reads:
         cursor: str | None = None,
     ) -> Page[PublicationView]:
         """The release's Market Plane events and their deliveries (attempts, last error)."""
-        await self.release(deployment_unit_id, environment)
-        return await self._store.publications(
+        page = await self._store.publications(
             deployment_unit_id, environment, limit=limit, cursor=cursor
         )
+        if not page.items:  # publications exist only of a release that does: else, is there one?
+            await self.release(deployment_unit_id, environment)
+        return page
 
     async def document(self, operation_id: str) -> Mapping[str, Any] | None:
         """The unit descriptor an operation deployed, as stored (``privateInfo`` included:

@@ -187,6 +187,8 @@ class OperationRow(Base):
     __table_args__ = (
         Index("ix_operations_unit_environment_id", "deployment_unit_id", "environment", "id"),
         Index("ix_operations_status_id", "status", "id"),
+        # Listing one environment's operations newest first, however few of them there are.
+        Index("ix_operations_environment_id", "environment", "id"),
         # At most one active operation per deployment unit and environment, across replicas.
         Index(
             "uq_operations_one_active",
@@ -263,7 +265,14 @@ class ReleaseRow(Base):
     # has not acknowledged an event).
     status_reason: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_releases_environment_status", "environment", "status"),)
+    __table_args__ = (
+        Index("ix_releases_environment_status", "environment", "status"),
+        # Listing the releases of one status in key order (the dashboard's filter).
+        Index("ix_releases_status_unit_environment", "status", "deployment_unit_id", "environment"),
+        # Retention keeps what these name (store/retention.py looks each candidate up).
+        Index("ix_releases_last_operation_id", "last_operation_id"),
+        Index("ix_releases_descriptor_operation_id", "descriptor_operation_id"),
+    )
 
 
 class ComponentRow(Base):
@@ -293,6 +302,13 @@ class ComponentRow(Base):
     last_finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 
+    __table_args__ = (
+        # Retention keeps the operations a component names (store/retention.py).
+        Index("ix_components_last_operation_id", "last_operation_id"),
+        Index("ix_components_last_sent_operation_id", "last_sent_operation_id"),
+        Index("ix_components_last_provisioned_operation_id", "last_provisioned_operation_id"),
+    )
+
 
 MARKETPLACE = 200  # a Market Plane's name in the registry
 PENDING_DELIVERY = text("status = 'PENDING'")
@@ -320,6 +336,8 @@ class PublicationRow(Base):
 
     __table_args__ = (
         Index("ix_publications_unit_environment_id", "deployment_unit_id", "environment", "id"),
+        # An operation's publications: retention, and the cascade when an operation goes.
+        Index("ix_publications_operation_id", "operation_id"),
     )
 
 
