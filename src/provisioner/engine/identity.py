@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from provisioner.background import cancel_and_wait
 from provisioner.engine.ports import ReplicaHold, ReplicaRegistry
 from provisioner.errors import DatabaseUnavailableError, ReplicaIdInUseError
 
@@ -106,9 +107,6 @@ class ReplicaIdentity:
 
     async def stop(self) -> None:
         """Stop heartbeating and let go of the id."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         with contextlib.suppress(DatabaseUnavailableError):
             await self._registry.deregister(self._hold)

@@ -8,7 +8,8 @@ replicas, or to later, until the loop catches up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+
+from provisioner.background import cancel_and_wait
 
 
 class LoopLag:
@@ -31,10 +32,7 @@ class LoopLag:
         self._task = asyncio.create_task(self._sample(), name="loop-lag")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _sample(self) -> None:
         loop = asyncio.get_running_loop()

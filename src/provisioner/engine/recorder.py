@@ -12,11 +12,11 @@ again one write at a time, so one operation's bad data never fails its neighbour
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 
 import structlog
 
+from provisioner.background import cancel_and_wait
 from provisioner.engine.ports import EngineObserver, OperationStore, QuietObserver, StateWrite
 from provisioner.errors import DatabaseUnavailableError, LeaseLostError
 
@@ -65,9 +65,7 @@ class Recorder:
             await asyncio.wait_for(self._queue.join(), drain_seconds)
         except TimeoutError:
             log.warning("writes_abandoned", queued=self._queue.qsize())
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         self._task = None
 
     async def write(self, write: StateWrite) -> None:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from provisioner.background import cancel_and_wait
 from provisioner.engine.failpoints import Failpoints
 from provisioner.engine.lag import LoopLag
 from provisioner.engine.ports import (
@@ -145,7 +146,7 @@ class Worker:
         """Stop claiming; let running operations finish within the grace period, then hand
         back (release the lease of) whatever is still running."""
         self._accepting = False
-        await _cancel(self._claiming)
+        await cancel_and_wait(self._claiming)
         pending = [run.task for run in self._runs.values()]
         if pending and grace_seconds > 0:
             await asyncio.wait(pending, timeout=grace_seconds)
@@ -156,7 +157,7 @@ class Worker:
             *(run.task for run in list(self._runs.values())), return_exceptions=True
         )
         await self._recorder.close(drain_seconds=max(grace_seconds, 1.0))
-        await _cancel(self._controlling)
+        await cancel_and_wait(self._controlling)
         await self._lag.stop()
         if handed_back:
             with contextlib.suppress(DatabaseUnavailableError):
@@ -285,10 +286,3 @@ class Worker:
                 run.task.cancel()
         for operation_id in cancels:
             self.cancel(operation_id)
-
-
-async def _cancel(task: asyncio.Task[None] | None) -> None:
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from provisioner.background import cancel_and_wait
 from provisioner.store.database import Database
 from provisioner.store.models import events
 
@@ -113,11 +114,8 @@ class EventWakeups:
             self._task = asyncio.create_task(self._run(), name="event-listener")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         self._wake_all()
 
     @property

@@ -26,7 +26,6 @@ deleting.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from sqlalchemy import Connection, Select, delete, func, select
 
+from provisioner.background import cancel_and_wait
 from provisioner.domain.status import ACTIVE_OPERATION_STATUSES, DeliveryStatus, OperationStatus
 from provisioner.errors import DatabaseUnavailableError
 from provisioner.store.database import Database
@@ -248,11 +248,8 @@ class RetentionTask:
         self._task = asyncio.create_task(self._run(), name="retention")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -4,12 +4,12 @@ every scrape (each replica reads the same figures: aggregate them with ``max``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
 
+from provisioner.background import cancel_and_wait
 from provisioner.errors import DatabaseUnavailableError
 from provisioner.telemetry.metrics import Metrics
 
@@ -38,11 +38,8 @@ class ActivityRefresher:
         self._task = asyncio.create_task(self._run(), name="metrics-refresh")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:
