@@ -86,6 +86,7 @@ async def test_an_acl_update_is_an_operation_that_sends_provision_info_and_store
     assert seen["aclRefs"] == ["user:alice", "group:bi"]
     assert seen["aclResult"]["status"] == "COMPLETED"
     assert seen["aclResult"]["info"]["privateInfo"]["mockSecret"] == f"secret-{port}"
+    assert {"status", "result", "info"} <= seen["aclResult"].keys()  # a whole ProvisioningStatus
     transitions = [
         (event["componentId"], event["oldStatus"], event["newStatus"])
         for event in await events_of(client, accepted["id"])

@@ -33,8 +33,11 @@ def acl_call(claimed: ClaimedOperation, component: ComponentState) -> AclCall:
     document = claimed.documents.get(source) if source else None
     if document is None:
         raise LookupError(f"the descriptor of {component.component_id!r} is not available")
+    # ProvisioningStatus requires ``result`` (the adapter's message), which is not stored:
+    # present and empty, so that an adapter reading it strictly accepts it.
     result = {
         "status": "COMPLETED",
+        "result": "",
         "info": {
             "publicInfo": component.public_info or {},
             "privateInfo": component.private_info or {},
