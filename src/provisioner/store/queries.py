@@ -6,12 +6,13 @@ Adapter ``privateInfo`` is stored and sent back to adapters, but never read into
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, or_, select, tuple_
+from sqlalchemy import Integer, Select, and_, bindparam, or_, select, tuple_
 
 from provisioner.domain.status import (
     ComponentStatus,
@@ -101,6 +102,20 @@ _TASKS_READ = (
 )
 
 
+@functools.cache
+def _operations_read(filters: frozenset[str]) -> Select[Any]:
+    """The operation listing newest first, with the filters named (at most 16 statements)."""
+    ops = operations.c
+    query = select(*_OPERATION_COLUMNS).order_by(ops.id.desc())
+    query = query.limit(bindparam("limit", type_=Integer()))
+    for name in ("deployment_unit_id", "environment", "status"):
+        if name in filters:
+            query = query.where(ops[name] == bindparam(name, type_=ops[name].type))
+    if "before" in filters:
+        query = query.where(ops.id < bindparam("before", type_=ops.id.type))
+    return query
+
+
 class Queries:
     """Read-only access for the API and the CLI."""
 
@@ -127,17 +142,16 @@ class Queries:
         cursor: str | None,
     ) -> Page[OperationView]:
         """Newest first; ``cursor`` is the id of the last operation of the previous page."""
-        query = select(*_OPERATION_COLUMNS).order_by(operations.c.id.desc()).limit(limit + 1)
-        if deployment_unit_id is not None:
-            query = query.where(operations.c.deployment_unit_id == deployment_unit_id)
-        if environment is not None:
-            query = query.where(operations.c.environment == environment)
-        if status is not None:
-            query = query.where(operations.c.status == status)
-        if cursor is not None:
-            query = query.where(operations.c.id < _decode_cursor(cursor)[0])
+        parameters: dict[str, Any] = {
+            "deployment_unit_id": deployment_unit_id,
+            "environment": environment,
+            "status": status,
+            "before": None if cursor is None else _decode_cursor(cursor)[0],
+        }
+        query = _operations_read(frozenset(k for k, v in parameters.items() if v is not None))
+        parameters["limit"] = limit + 1
         async with self._db.read() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = (await conn.execute(query, parameters)).all()
         items = records(OperationView, rows[:limit])
         more = len(rows) > limit
         return Page(items, _encode_cursor(items[-1].id) if more else None)
