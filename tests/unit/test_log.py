@@ -20,6 +20,7 @@ def stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     """configure_logging writing JSON into a buffer; the logging set-up restored afterwards."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    saved = structlog.get_config()
     buffer = io.StringIO()
     monkeypatch.setattr("sys.stderr", buffer)
     monkeypatch.setattr(logging, "_srcfile", logging._srcfile)
@@ -29,7 +30,7 @@ def stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     yield buffer
     root.handlers[:] = handlers
     root.setLevel(level)
-    structlog.reset_defaults()
+    structlog.configure(**saved)
 
 
 def lines(buffer: io.StringIO) -> list[dict[str, object]]:
