@@ -28,7 +28,10 @@ from typing import Any
 
 import httpx
 import yaml
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from measure import cpu_seconds
 from servers import ChildServer, mock_adapter, postgres_database, postgres_version, service
 from workloads import ENVIRONMENT, TEMPLATE_ID
 
@@ -103,7 +106,9 @@ def read_statuses(
             await asyncio.gather(*(loop() for _ in range(concurrency)))
         return latencies, errors
 
-    results.put(asyncio.run(run()))
+    started = time.process_time()
+    latencies, errors = asyncio.run(run())
+    results.put((latencies, errors, time.process_time() - started))
 
 
 class Readers:
@@ -121,17 +126,20 @@ class Readers:
         )
         self.latencies: list[float] = []
         self.errors = 0
+        self.cpu = 0.0
 
     def start(self) -> None:
         self._process.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self.latencies, self.errors = self._results.get(timeout=120)
+        self.latencies, self.errors, self.cpu = self._results.get(timeout=120)
         self._process.join(30)
 
 
-async def load(args: argparse.Namespace, replicas: list[ChildServer], mock: ChildServer) -> int:
+async def load(
+    args: argparse.Namespace, replicas: list[ChildServer], mock: ChildServer, database_url: str
+) -> int:
     urls = [replica.url for replica in replicas]
     limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
@@ -139,18 +147,79 @@ async def load(args: argparse.Namespace, replicas: list[ChildServer], mock: Chil
         await _warm_up(client, urls, args.latency_ms)
         readers = Readers(urls, [d["id"] for d in documents], args.readers)
         readers.start()
+        cpu = CpuAccount(replicas, mock, await backend_pids(database_url))
         started = time.monotonic()
         operation_ids = await _submit_all(client, urls, documents, readers, args.concurrency)
         await _wait_for_all(client, urls[0], operation_ids)
         elapsed = time.monotonic() - started
+        cpu.stop(await backend_pids(database_url))
         await asyncio.to_thread(readers.stop)
+        cpu.parts["status readers (client)"] = readers.cpu
         operations = await asyncio.gather(
             *(_get(client, f"{urls[0]}/v1/operations/{op_id}") for op_id in operation_ids)
         )
         problems = await _check(client, mock.url, urls[0], documents, operations)
         spread = await _spread(client, urls[0], operation_ids)
     _report(args, operations, readers, elapsed, spread, problems)
+    cpu.report(components=len(documents) * 10)
     return 1 if problems else 0
+
+
+class CpuAccount:
+    """CPU seconds spent during the load, per part: the replicas, PostgreSQL (every server
+    process, with the backends that ended meanwhile), the mock adapter, this script (submitting
+    and waiting) and the status readers. Less sensitive to other work on the machine than the
+    wall-clock throughput: it says what a component costs, wherever it runs."""
+
+    def __init__(self, replicas: list[ChildServer], mock: ChildServer, backends: list[int]) -> None:
+        self._pids = {f"replica {replica.name[9:-1]}": replica.pid for replica in replicas}
+        self._pids["mock adapter"] = mock.pid
+        self._before = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
+        self._backends = backends_cpu_seconds(backends)
+        self._client = time.process_time()
+        self.parts: dict[str, float] = {}
+
+    def stop(self, backends: list[int]) -> None:
+        for name, pid in self._pids.items():
+            self.parts[name] = cpu_seconds(pid) - self._before[name]
+        now = backends_cpu_seconds(backends)
+        self.parts["PostgreSQL backends"] = sum(
+            seconds - self._backends.get(pid, 0.0) for pid, seconds in now.items()
+        )
+        self.parts["load script (client)"] = time.process_time() - self._client
+
+    def report(self, *, components: int) -> None:
+        total = sum(self.parts.values())
+        print(
+            f"  CPU per component: {total / components * 1000:.2f} ms in all "
+            f"({total:.1f} s for {components} components):"
+        )
+        for name, seconds in self.parts.items():
+            print(f"    {name:<24}{seconds / components * 1000:7.2f} ms  ({seconds:6.2f} s)")
+
+
+async def backend_pids(url: str) -> list[int]:
+    """The PostgreSQL server processes serving the benchmark's database."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            )
+            return [int(pid) for pid in rows.scalars()]
+    finally:
+        await engine.dispose()
+
+
+def backends_cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU of each of those processes still running (on this machine)."""
+    seconds = {}
+    for pid in pids:
+        try:
+            seconds[pid] = cpu_seconds(pid)
+        except OSError:
+            continue
+    return seconds
 
 
 async def _get(client: httpx.AsyncClient, url: str, **params: Any) -> Any:
@@ -316,7 +385,7 @@ def main() -> int:
             )
             for i in range(args.replicas)
         ]
-        return asyncio.run(load(args, replicas, mock))
+        return asyncio.run(load(args, replicas, mock, url))
 
 
 if __name__ == "__main__":

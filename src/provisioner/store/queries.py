@@ -6,12 +6,13 @@ Adapter ``privateInfo`` is stored and sent back to adapters, but never read into
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select, tuple_
+from sqlalchemy import Integer, Select, and_, bindparam, or_, select, tuple_
 
 from provisioner.domain.status import (
     ComponentStatus,
@@ -59,14 +60,12 @@ _COMPONENT_COLUMNS = [
 ]
 # The reads' bare statements, built once: coercing two dozen columns again on every request
 # cost more CPU than running the statement (each read refines a copy).
-_SELECT_OPERATIONS = select(*_OPERATION_COLUMNS)
-_SELECT_TASKS = select(*_TASK_COLUMNS)
 _SELECT_EVENTS = select(events)
 _SELECT_RELEASES = select(releases)
 
 
 def release_rows(
-    columns: Sequence[Any], deployment_unit_id: str, environment: str, *, members_only: bool
+    columns: Sequence[Any], deployment_unit_id: Any, environment: Any, *, members_only: bool
 ) -> Select[Any]:
     """One statement (so one consistent snapshot, in one round trip) for a release and its
     components: the release's columns repeated on each component's row, or alone when it has
@@ -91,6 +90,36 @@ def release_rows(
     )
 
 
+# The most frequent reads (clients poll them), built once: building a statement and its cache
+# key cost more than a tenth of a request.
+_RELEASE_READ = release_rows(
+    [*_RELEASE_COLUMNS, *_COMPONENT_COLUMNS],
+    bindparam("unit", type_=releases.c.deployment_unit_id.type),
+    bindparam("environment", type_=releases.c.environment.type),
+    members_only=True,
+)
+
+_OPERATION_ID = bindparam("operation_id", type_=operations.c.id.type)
+_OPERATION_READ = select(*_OPERATION_COLUMNS).where(operations.c.id == _OPERATION_ID)
+_TASKS_READ = (
+    select(*_TASK_COLUMNS).where(tasks.c.operation_id == _OPERATION_ID).order_by(tasks.c.position)
+)
+
+
+@functools.cache
+def _operations_read(filters: frozenset[str]) -> Select[Any]:
+    """The operation listing newest first, with the filters named (at most 16 statements)."""
+    ops = operations.c
+    query = select(*_OPERATION_COLUMNS).order_by(ops.id.desc())
+    query = query.limit(bindparam("limit", type_=Integer()))
+    for name in ("deployment_unit_id", "environment", "status"):
+        if name in filters:
+            query = query.where(ops[name] == bindparam(name, type_=ops[name].type))
+    if "before" in filters:
+        query = query.where(ops.id < bindparam("before", type_=ops.id.type))
+    return query
+
+
 class Queries:
     """Read-only access for the API and the CLI."""
 
@@ -98,19 +127,12 @@ class Queries:
         self._db = database
 
     async def operation(self, operation_id: str) -> OperationView | None:
+        parameters = {"operation_id": operation_id}
         async with self._db.read() as conn:
-            rows = (
-                await conn.execute(_SELECT_OPERATIONS.where(operations.c.id == operation_id))
-            ).all()
+            rows = (await conn.execute(_OPERATION_READ, parameters)).all()
             if not rows:
                 return None
-            task_rows = (
-                await conn.execute(
-                    _SELECT_TASKS.where(tasks.c.operation_id == operation_id).order_by(
-                        tasks.c.position
-                    )
-                )
-            ).all()
+            task_rows = (await conn.execute(_TASKS_READ, parameters)).all()
         (view,) = records(OperationView, rows, tasks=tuple(records(TaskState, task_rows)))
         return view
 
@@ -124,17 +146,16 @@ class Queries:
         cursor: str | None,
     ) -> Page[OperationView]:
         """Newest first; ``cursor`` is the id of the last operation of the previous page."""
-        query = _SELECT_OPERATIONS.order_by(operations.c.id.desc()).limit(limit + 1)
-        if deployment_unit_id is not None:
-            query = query.where(operations.c.deployment_unit_id == deployment_unit_id)
-        if environment is not None:
-            query = query.where(operations.c.environment == environment)
-        if status is not None:
-            query = query.where(operations.c.status == status)
-        if cursor is not None:
-            query = query.where(operations.c.id < _decode_cursor(cursor)[0])
+        parameters: dict[str, Any] = {
+            "deployment_unit_id": deployment_unit_id,
+            "environment": environment,
+            "status": status,
+            "before": None if cursor is None else _decode_cursor(cursor)[0],
+        }
+        query = _operations_read(frozenset(k for k, v in parameters.items() if v is not None))
+        parameters["limit"] = limit + 1
         async with self._db.read() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = (await conn.execute(query, parameters)).all()
         items = records(OperationView, rows[:limit])
         more = len(rows) > limit
         return Page(items, _encode_cursor(items[-1].id) if more else None)
@@ -174,10 +195,9 @@ class Queries:
         return status, records(EventView, rows)
 
     async def release(self, deployment_unit_id: str, environment: str) -> ReleaseView | None:
-        columns = [*_RELEASE_COLUMNS, *_COMPONENT_COLUMNS]
-        query = release_rows(columns, deployment_unit_id, environment, members_only=True)
+        parameters = {"unit": deployment_unit_id, "environment": environment}
         async with self._db.read() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = (await conn.execute(_RELEASE_READ, parameters)).all()
         if not rows:
             return None
         views = records(ComponentView, [row for row in rows if row.component_id is not None])
