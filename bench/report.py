@@ -12,7 +12,15 @@ from workloads import Floor
 MiB = 1024 * 1024
 LARGE_POST_SECONDS = 2.0
 LARGE_PEAK_BYTES = 300 * MiB
-_RATIO_TARGETS = {("chain", "sqlite"): 1.3, ("chain", "postgres"): 1.5, "wide": 1.5, "layered": 1.5}
+# The targets of the "make room" issue: the ratio to the baseline measured in the same run.
+_RATIO_TARGETS = {
+    ("chain", "sqlite"): 1.10,
+    ("wide", "sqlite"): 1.15,
+    ("layered", "sqlite"): 1.10,
+    "chain": 1.20,
+    "wide": 1.20,
+    "layered": 1.20,
+}
 
 
 @dataclass(frozen=True, slots=True)
