@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import ssl
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -23,6 +24,7 @@ from provisioner.adapters.client import (
     TechAdapterClient,
     ValidationOutcome,
 )
+from provisioner.adapters.pool import ShardedClient, tls_context
 from provisioner.domain.rendering import DescriptorTexts, SharedText
 from provisioner.domain.status import TaskAction
 from provisioner.engine.ports import (
@@ -1496,3 +1498,18 @@ async def test_reverse_provisioning_failed_is_not_succeeded(
     outcome = await client.reverse_provision(ENDPOINT, REVERSE_BODY)
 
     assert outcome == ReverseProvisioningOutcome(False, {}, logs)
+
+
+def test_every_adapter_pool_shares_one_tls_context_that_verifies_certificates() -> None:
+    """Building a TLS context loads the trust store (tens of milliseconds): the pools of every
+    adapter share one, and it still verifies certificates and host names."""
+    timeout = httpx.Timeout(1.0)
+    first = ShardedClient(base_url="https://a.example", headers={}, capacity=64, timeout=timeout)
+    second = ShardedClient(base_url="https://b.example", headers={}, capacity=8, timeout=timeout)
+    context = tls_context()
+    assert context is tls_context()
+    assert context.verify_mode is ssl.CERT_REQUIRED
+    assert context.check_hostname is True
+    pools = [client._transport._pool for client in (*first._clients, *second._clients)]
+    assert len(pools) == 9
+    assert all(pool._ssl_context is context for pool in pools)

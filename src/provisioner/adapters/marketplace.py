@@ -17,13 +17,13 @@ import hmac
 import httpx
 
 from provisioner.adapters.failures import one_line, printable
+from provisioner.adapters.pool import KEEPALIVE_SECONDS, tls_context
 from provisioner.engine.ports import DeliveryOutcome, MarketplaceEndpoint
 
 SIGNATURE_HEADER = "X-Provisioner-Signature"
 EVENT_ID_HEADER = "X-Provisioner-Event-Id"
 EVENT_HEADER = "X-Provisioner-Event"
 _SHOWN_BYTES = 512  # of an error answer's body, kept in the delivery's last error
-KEEPALIVE_SECONDS = 2.0  # below common servers' idle timeout (uvicorn: 5 s)
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -54,6 +54,7 @@ class MarketplaceClient:
             ),
             follow_redirects=False,
             transport=transport,
+            verify=tls_context(),
         )
 
     async def aclose(self) -> None:
