@@ -139,7 +139,9 @@ def publication_state(conn: Connection, deployment_unit_id: str, environment: st
             deliveries.c.environment == environment,
             deliveries.c.status == DeliveryStatus.PENDING,
         )
-        .order_by(deliveries.c.overdue.desc(), deliveries.c.publication_id)
+        .order_by(
+            deliveries.c.overdue.desc(), deliveries.c.publication_id, deliveries.c.marketplace
+        )
         .limit(1)
     ).one_or_none()
     if row is None:
