@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Integer, Select, and_, bindparam, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from provisioner.domain.status import (
     ComponentStatus,
@@ -60,7 +61,6 @@ _COMPONENT_COLUMNS = [
 ]
 # The reads' bare statements, built once: coercing two dozen columns again on every request
 # cost more CPU than running the statement (each read refines a copy).
-_SELECT_EVENTS = select(events)
 _SELECT_RELEASES = select(releases)
 
 
@@ -104,6 +104,24 @@ _OPERATION_READ = select(*_OPERATION_COLUMNS).where(operations.c.id == _OPERATIO
 _TASKS_READ = (
     select(*_TASK_COLUMNS).where(tasks.c.operation_id == _OPERATION_ID).order_by(tasks.c.position)
 )
+
+# An operation's events after a sequence number (what every event stream polls).
+_EVENTS_READ = (
+    select(events)
+    .where(
+        events.c.operation_id == _OPERATION_ID,
+        events.c.id > bindparam("after", type_=events.c.id.type),
+    )
+    .order_by(events.c.id)
+    .limit(bindparam("limit", type_=Integer()))
+)
+
+
+async def _events_after(
+    conn: AsyncConnection, operation_id: str, after: int, limit: int
+) -> list[EventView]:
+    page = {"operation_id": operation_id, "after": after, "limit": limit}
+    return records(EventView, (await conn.execute(_EVENTS_READ, page)).all())
 
 
 @functools.cache
@@ -162,14 +180,7 @@ class Queries:
 
     async def events(self, operation_id: str, *, after: int, limit: int) -> list[EventView]:
         async with self._db.read() as conn:
-            rows = (
-                await conn.execute(
-                    _SELECT_EVENTS.where(events.c.operation_id == operation_id, events.c.id > after)
-                    .order_by(events.c.id)
-                    .limit(limit)
-                )
-            ).all()
-        return records(EventView, rows)
+            return await _events_after(conn, operation_id, after, limit)
 
     async def status_and_events(
         self, operation_id: str, *, after: int, limit: int
@@ -185,14 +196,7 @@ class Queries:
             ).scalar_one_or_none()
             if status is None:
                 return None, []
-            rows = (
-                await conn.execute(
-                    _SELECT_EVENTS.where(events.c.operation_id == operation_id, events.c.id > after)
-                    .order_by(events.c.id)
-                    .limit(limit)
-                )
-            ).all()
-        return status, records(EventView, rows)
+            return status, await _events_after(conn, operation_id, after, limit)
 
     async def release(self, deployment_unit_id: str, environment: str) -> ReleaseView | None:
         parameters = {"unit": deployment_unit_id, "environment": environment}
