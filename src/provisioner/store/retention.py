@@ -34,9 +34,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from sqlalchemy import Connection, Select, delete, func, select
 
-from provisioner.background import cancel_and_wait
+from provisioner.background import cancel_and_wait, every
 from provisioner.domain.status import ACTIVE_OPERATION_STATUSES, DeliveryStatus, OperationStatus
-from provisioner.errors import DatabaseUnavailableError
 from provisioner.store.database import Database
 from provisioner.store.models import (
     components,
@@ -244,22 +243,17 @@ class RetentionTask:
         self._task: asyncio.Task[None] | None = None
         self.runs = 0  # completed purges, for tests and logs
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="retention")
-
     async def close(self) -> None:
         await cancel_and_wait(self._task)
         self._task = None
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                report = await purge(self._database, self._policy, now=self._clock())
-                self.runs += 1
-                if report.operations:
-                    log.info("retention_purged", cutoff=report.cutoff.isoformat(), **report.rows)
-            except DatabaseUnavailableError as exc:
-                log.warning("retention_failed", error=str(exc))
-            except Exception:
-                log.exception("retention_crashed")
-            await asyncio.sleep(self._interval)
+    def start(self) -> None:
+        self._task = asyncio.create_task(
+            every(self._interval, self._purge, name="retention"), name="retention"
+        )
+
+    async def _purge(self) -> None:
+        report = await purge(self._database, self._policy, now=self._clock())
+        self.runs += 1
+        if report.operations:
+            log.info("retention_purged", cutoff=report.cutoff.isoformat(), **report.rows)

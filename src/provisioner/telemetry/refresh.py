@@ -7,16 +7,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-import structlog
-
-from provisioner.background import cancel_and_wait
-from provisioner.errors import DatabaseUnavailableError
+from provisioner.background import cancel_and_wait, every
 from provisioner.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
     from provisioner.store.activity import Activity
-
-log = structlog.get_logger(__name__)
 
 
 class ActivityRefresher:
@@ -35,18 +30,13 @@ class ActivityRefresher:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="metrics-refresh")
+        self._task = asyncio.create_task(
+            every(self._interval, self._refresh, name="metrics_refresh"), name="metrics-refresh"
+        )
 
     async def close(self) -> None:
         await cancel_and_wait(self._task)
         self._task = None
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                self._metrics.set_activity(await self._read())
-            except DatabaseUnavailableError as exc:
-                log.warning("metrics_refresh_failed", error=str(exc))
-            except Exception:
-                log.exception("metrics_refresh_crashed")
-            await asyncio.sleep(self._interval)
+    async def _refresh(self) -> None:
+        self._metrics.set_activity(await self._read())
