@@ -21,6 +21,7 @@ logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
@@ -58,6 +59,7 @@ class Database:
         self._writer: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._async_writer: AsyncEngine | None = None
+        self._held: Connection | None = None  # the SQLite writer thread's
         if self.is_sqlite:
             self._writer = _sqlite_engine(self.url.set(drivername="sqlite"))
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
@@ -101,9 +103,29 @@ class Database:
                 return result
 
     def _in_writer_thread(self, work: Callable[[Connection], T]) -> T:
-        assert self._writer is not None
-        with _translated(), self._writer.begin() as connection:
-            return work(connection)
+        with _translated():
+            connection = self._writer_connection()
+            try:
+                with connection.begin():
+                    return work(connection)
+            except BaseException:
+                # Whatever went wrong, the next transaction starts on a fresh connection.
+                self._close_writer_connection()
+                raise
+
+    def _writer_connection(self) -> Connection:
+        """The writer thread's connection, held between transactions: a checkout from the
+        pool and its reset on return cost more than a small transaction's statements."""
+        if self._held is None:
+            assert self._writer is not None
+            self._held = self._writer.connect()
+        return self._held
+
+    def _close_writer_connection(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            with contextlib.suppress(Exception):
+                held.close()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -115,7 +137,13 @@ class Database:
     async def dispose(self) -> None:
         if self._thread is not None and self._writer is not None:
             # The writer's connection belongs to its thread: close it there.
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._writer.dispose)
+            writer = self._writer
+
+            def close() -> None:
+                self._close_writer_connection()
+                writer.dispose()
+
+            await asyncio.get_running_loop().run_in_executor(self._thread, close)
             self._thread.shutdown(wait=True)
         if self._async_writer is not None:
             await self._async_writer.dispose()

@@ -21,20 +21,21 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import Connection, insert, text
+from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from provisioner.background import cancel_and_wait
 from provisioner.store.database import Database
 from provisioner.store.models import events
+from provisioner.store.records import Prepared, insert_columns
 
 log = structlog.get_logger(__name__)
 
 CHANNEL = "provisioner_events"
 APPLICATION_NAME = "provisioner-event-listener"
 _PING_TIMEOUT = 5.0  # seconds for the listening connection to answer a check
-_INSERT = insert(events)
+_INSERT = Prepared(insert_columns(events, [c.name for c in events.c if c.name != "id"]))
 _NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', id) FROM unnest(CAST(:ids AS text[])) AS id")
 
 
@@ -42,7 +43,7 @@ def insert_events(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Insert event rows and, on PostgreSQL, notify their operations' readers at commit."""
     if not rows:
         return
-    conn.execute(_INSERT, list(rows))
+    _INSERT.execute(conn, rows)
     if conn.dialect.name == "postgresql":
         conn.execute(_NOTIFY, {"ids": sorted({row["operation_id"] for row in rows})})
 

@@ -41,7 +41,7 @@ from provisioner.store.database import Database
 from provisioner.store.models import components, operations, releases, tasks
 from provisioner.store.notifications import insert_events
 from provisioner.store.outbox import NewPublication, publication_state, record_publication
-from provisioner.store.records import field_names, record, records, update_by_key, values
+from provisioner.store.records import Prepared, field_names, record, records, update_by_key, values
 
 _TASK_KEY = {"operation_id": "k_operation", "component_id": "k_component"}
 _COMPONENT_KEY = {
@@ -49,8 +49,10 @@ _COMPONENT_KEY = {
     "environment": "k_environment",
     "component_id": "k_component",
 }
-_UPDATE_TASK = update_by_key(tasks, _TASK_KEY, TASK_PROGRESS)
-_UPDATE_COMPONENT = update_by_key(components, _COMPONENT_KEY, (*COMPONENT_PROGRESS, "updated_at"))
+_UPDATE_TASK = Prepared(update_by_key(tasks, _TASK_KEY, TASK_PROGRESS))
+_UPDATE_COMPONENT = Prepared(
+    update_by_key(components, _COMPONENT_KEY, (*COMPONENT_PROGRESS, "updated_at"))
+)
 _SET_MEMBER = update_by_key(components, _COMPONENT_KEY, ("member",))
 _STAMP_COMPONENT = update_by_key(
     components,
@@ -67,7 +69,7 @@ _STAMP_COMPONENT = update_by_key(
 
 _LEASE = bindparam("lease", type_=operations.c.lease_expires_at.type)
 # Renew one operation's lease (keep it when no lease is given) if its fence still holds.
-_RENEW_ONE = (
+_RENEW_ONE = Prepared(
     update(operations)
     .where(operations.c.id == bindparam("k_id"), operations.c.fencing == bindparam("k_fence"))
     .values(
@@ -285,9 +287,8 @@ class SqlOperationStore:
         lease = None if lease_seconds is None else now + timedelta(seconds=lease_seconds)
         if len(wanted) == 1:  # the usual case, with a statement prepared once
             ((operation_id, token),) = wanted
-            held = conn.execute(
-                _RENEW_ONE,
-                {"k_id": operation_id, "k_fence": token, "now": now, "lease": lease},
+            held = _RENEW_ONE.execute(
+                conn, [{"k_id": operation_id, "k_fence": token, "now": now, "lease": lease}]
             ).scalars()
         else:
             held = conn.execute(
@@ -329,9 +330,9 @@ class SqlOperationStore:
                 event_values(header.id, event, header.requested_by) for event in write.events
             )
         if task_params:
-            conn.execute(_UPDATE_TASK, list(task_params.values()))
+            _UPDATE_TASK.execute(conn, list(task_params.values()))
         if component_params:
-            conn.execute(_UPDATE_COMPONENT, list(component_params.values()))
+            _UPDATE_COMPONENT.execute(conn, list(component_params.values()))
         if event_params:
             insert_events(conn, event_params)
 
