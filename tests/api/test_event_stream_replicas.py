@@ -108,14 +108,16 @@ async def test_a_stream_on_one_replica_follows_an_operation_run_by_another(
 
 
 async def terminate_listeners(postgres_url: str) -> int:
-    """Cut every event-listening connection from the server side; how many there were."""
+    """Cut every event-listening connection to this session's database from the server
+    side (another test session's are not ours to cut); how many there were."""
     engine = create_async_engine(postgres_url, isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as conn:
             result = await conn.execute(
                 text(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE application_name = 'provisioner-event-listener'"
+                    "WHERE application_name = 'provisioner-event-listener' "
+                    "AND datname = current_database()"
                 )
             )
             return int(result.scalar_one())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -13,7 +14,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from provisioner.engine.ports import Event
+from provisioner.domain.status import OperationStatus
+from provisioner.engine.ports import Event, StateWrite
 from provisioner.store.database import Database
 from provisioner.store.migrate import migrate
 from provisioner.store.notifications import (
@@ -22,7 +24,7 @@ from provisioner.store.notifications import (
     EventWakeups,
     insert_events,
 )
-from provisioner.store.operations import event_values
+from provisioner.store.operations import SqlOperationStore, event_values
 from provisioner.store.submissions import Submissions
 from tests.integration.test_store import deploy_of
 from tests.support import wait_until
@@ -103,7 +105,8 @@ async def terminate_listener(database: Database) -> int:
             conn.execute(
                 text(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE application_name = :name"
+                    # This database's only: another test session's listeners are not ours.
+                    "WHERE application_name = :name AND datname = current_database()"
                 ),
                 {"name": APPLICATION_NAME},
             ).scalar_one()
@@ -156,3 +159,33 @@ async def test_readers_are_woken_by_notifications_and_after_the_connection_is_cu
     finally:
         await wakeups.close()
     assert not wakeups.connected
+
+
+async def test_an_engine_write_notifies_from_its_fence_check_only_while_the_fence_holds(
+    database: Database, listener: asyncio.Queue[str]
+) -> None:
+    """The engine's state writes notify in the statement that checks their fence (one
+    notification per operation, however many writes a batch holds); a write whose fence no
+    longer holds writes nothing and notifies nobody."""
+    store = SqlOperationStore(database)
+    one = await Submissions(database).submit(deploy_of("urn:u:notify-fence-1"))
+    other = await Submissions(database).submit(deploy_of("urn:u:notify-fence-2"))
+    now = datetime.now(UTC)
+    claimed = await store.claim(owner="r1/a", replica_id="r1", limit=10, lease_seconds=60, now=now)
+    await drained(listener)  # the submissions' and the claims' own
+
+    def write(index: int, events: int) -> StateWrite:
+        operation = claimed[index]
+        event = Event(None, OperationStatus.RUNNING, OperationStatus.RUNNING, now)
+        return StateWrite(fence=operation.fence, header=operation.header, events=[event] * events)
+
+    assert await store.apply([write(0, 2), write(0, 1), write(1, 1)], lease_seconds=60) == set()
+    assert await drained(listener) == sorted([one.id, other.id])
+    assert await store.apply([write(0, 1)], lease_seconds=60) == set()
+    assert await drained(listener) == [one.id]
+
+    later = datetime.now(UTC) + timedelta(seconds=61)  # the writes renewed the lease till now
+    await store.claim(owner="r2/a", replica_id="r2", limit=10, lease_seconds=60, now=later)
+    await drained(listener)
+    assert await store.apply([write(0, 1)], lease_seconds=60) == {one.id}
+    assert await drained(listener) == []

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import Connection, text
+from sqlalchemy import ColumnElement, Connection, func, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -39,13 +39,21 @@ _INSERT = Prepared(insert_columns(events, [c.name for c in events.c if c.name !=
 _NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', id) FROM unnest(CAST(:ids AS text[])) AS id")
 
 
-def insert_events(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert event rows and, on PostgreSQL, notify their operations' readers at commit."""
+def insert_events(conn: Connection, rows: Sequence[dict[str, Any]], *, notify: bool = True) -> None:
+    """Insert event rows and, on PostgreSQL, notify their operations' readers at commit
+    (``notify`` False: the transaction has notified them already, see ``notifying``)."""
     if not rows:
         return
     _INSERT.execute(conn, rows)
-    if conn.dialect.name == "postgresql":
+    if notify and conn.dialect.name == "postgresql":
         conn.execute(_NOTIFY, {"ids": sorted({row["operation_id"] for row in rows})})
+
+
+def notifying(operation_id: ColumnElement[str]) -> ColumnElement[Any]:
+    """``pg_notify`` of an operation id, for a statement's RETURNING on PostgreSQL: the engine's
+    state writes notify in the statement that checks their fence, a round trip fewer than a
+    separate ``SELECT pg_notify``."""
+    return func.pg_notify(CHANNEL, operation_id)
 
 
 class Wakeup:

@@ -39,7 +39,7 @@ from provisioner.engine.ports import (
 from provisioner.offload import offload
 from provisioner.store.database import Database
 from provisioner.store.models import components, operations, releases, tasks
-from provisioner.store.notifications import insert_events
+from provisioner.store.notifications import insert_events, notifying
 from provisioner.store.outbox import NewPublication, publication_state, record_publication
 from provisioner.store.records import Prepared, field_names, record, records, update_by_key, values
 
@@ -69,14 +69,18 @@ _STAMP_COMPONENT = update_by_key(
 
 _LEASE = bindparam("lease", type_=operations.c.lease_expires_at.type)
 # Renew one operation's lease (keep it when no lease is given) if its fence still holds.
-_RENEW_ONE = Prepared(
+_RENEW_ONE_BASE = (
     update(operations)
     .where(operations.c.id == bindparam("k_id"), operations.c.fencing == bindparam("k_fence"))
     .values(
         updated_at=bindparam("now", type_=operations.c.updated_at.type),
         lease_expires_at=func.coalesce(_LEASE, operations.c.lease_expires_at),
     )
-    .returning(operations.c.id)
+)
+_RENEW_ONE = Prepared(_RENEW_ONE_BASE.returning(operations.c.id))
+# The same for a state write on PostgreSQL: it also notifies the operation's event readers.
+_RENEW_ONE_NOTIFYING = Prepared(
+    _RENEW_ONE_BASE.returning(operations.c.id, notifying(operations.c.id))
 )
 _EVENT_FIELDS = field_names(Event)
 
@@ -259,7 +263,9 @@ class SqlOperationStore:
     def _apply(
         self, conn: Connection, writes: Sequence[StateWrite], lease_seconds: float, now: datetime
     ) -> set[str]:
-        failed = self._check_fences(conn, [write.fence for write in writes], lease_seconds, now)
+        failed = self._check_fences(
+            conn, [write.fence for write in writes], lease_seconds, now, notify=True
+        )
         live = [write for write in writes if write.fence.operation_id not in failed]
         self._write_rows(conn, live, now)
         for write in live:
@@ -277,20 +283,27 @@ class SqlOperationStore:
         fences: Sequence[Fence],
         lease_seconds: float | None,
         now: datetime,
+        *,
+        notify: bool = False,
     ) -> set[str]:
         """Renew the lease of each operation whose fence holds; return those whose does not.
+        ``notify``: on PostgreSQL, also notify the event readers of those that hold (the
+        events written after this in the transaction then notify nobody again).
 
         On PostgreSQL the UPDATE also locks the row until commit, so a concurrent takeover
         (which increments the fence) waits for this transaction and then wins.
         """
         wanted = {(fence.operation_id, fence.token) for fence in fences}
         lease = None if lease_seconds is None else now + timedelta(seconds=lease_seconds)
+        notify = notify and not self._db.is_sqlite
         if len(wanted) == 1:  # the usual case, with a statement prepared once
             ((operation_id, token),) = wanted
-            held = _RENEW_ONE.execute(
+            statement = _RENEW_ONE_NOTIFYING if notify else _RENEW_ONE
+            held = statement.execute(
                 conn, [{"k_id": operation_id, "k_fence": token, "now": now, "lease": lease}]
             ).scalars()
         else:
+            returned = [operations.c.id, *([notifying(operations.c.id)] if notify else [])]
             held = conn.execute(
                 update(operations)
                 .where(tuple_(operations.c.id, operations.c.fencing).in_(sorted(wanted)))
@@ -300,7 +313,7 @@ class SqlOperationStore:
                         bindparam("lease"), operations.c.lease_expires_at
                     ),
                 )
-                .returning(operations.c.id),
+                .returning(*returned),
                 {"lease": lease},
             ).scalars()
         return {operation_id for operation_id, _ in wanted} - set(held)
@@ -334,7 +347,7 @@ class SqlOperationStore:
         if component_params:
             _UPDATE_COMPONENT.execute(conn, list(component_params.values()))
         if event_params:
-            insert_events(conn, event_params)
+            insert_events(conn, event_params, notify=False)  # the fence check notified
 
     def _write_operation(self, conn: Connection, write: StateWrite, now: datetime) -> None:
         assert write.operation is not None

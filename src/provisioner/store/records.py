@@ -77,17 +77,28 @@ def insert_columns(table: Table, columns: Sequence[str]) -> Insert:
     return sql_insert(table).values({column: bindparam(column) for column in columns})
 
 
+_Processor = Callable[[Any], Any]
+
+
+def _constant(value: Any) -> _Processor:
+    return lambda _: value
+
+
 @dataclass(frozen=True, slots=True)
 class _Compiled:
+    """The SQL text and, for each positional parameter, its name and how its value is made:
+    the bind processor of its type, or the statement's own value (a literal in the SQL)."""
+
     sql: str
-    names: tuple[str, ...]
-    processors: tuple[Callable[[Any], Any] | None, ...]
+    names: tuple[str | None, ...]  # None: the statement's own value
+    processors: tuple[_Processor | None, ...]
 
     def row(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(
-            params[name] if process is None else process(params[name])
-            for name, process in zip(self.names, self.processors, strict=True)
-        )
+        row = []
+        for name, process in zip(self.names, self.processors, strict=True):
+            value = None if name is None else params[name]
+            row.append(value if process is None else process(value))
+        return tuple(row)
 
 
 class Prepared:
@@ -123,8 +134,16 @@ class Prepared:
         names = compiled.positiontup
         if names is None:
             return None
-        processors = tuple(
-            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in names
-        )
-        return _Compiled(compiled.string, tuple(names), processors)
+        given: list[str | None] = []
+        processors: list[_Processor | None] = []
+        for name in names:
+            bind = compiled.binds[name]
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if bind.required:
+                given.append(name)
+                processors.append(process)
+            else:  # a value the statement holds, such as a function's argument
+                value = bind.effective_value
+                given.append(None)
+                processors.append(_constant(value if process is None else process(value)))
+        return _Compiled(compiled.string, tuple(given), tuple(processors))
