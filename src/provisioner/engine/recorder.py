@@ -74,10 +74,15 @@ class Recorder:
         The caller's cancellation does not withdraw a queued write: a status change that was
         decided is recorded (the shield keeps it from being lost half-way).
         """
+        await asyncio.shield(self.submit(write))
+
+    def submit(self, write: StateWrite) -> asyncio.Future[None]:
+        """Queue ``write`` now; the future is done once it is durable (``write``'s outcome).
+        Await it through ``asyncio.shield``: cancelling it would not withdraw the write."""
         pending = _Pending(write, asyncio.get_running_loop().create_future())
         pending.done.add_done_callback(_retrieve)
         self._queue.put_nowait(pending)
-        await asyncio.shield(pending.done)
+        return pending.done
 
     async def _run(self) -> None:
         while True:

@@ -47,6 +47,7 @@ from provisioner.engine.ports import (
     JSON,
     AdapterDirectory,
     AdapterEndpoint,
+    AdapterRequest,
     ClaimedOperation,
     ComponentState,
     EngineObserver,
@@ -251,9 +252,10 @@ class OperationRunner:
         self._members = self._builder.member_ids()
         started = [] if self._stop else self._start_ready(ready, write, now)
         if write.tasks or write.events:
-            await self._write(write, started)
-        for task in [*resumed, *ready]:
-            self._spawn(task)
+            await self._write_then_run(write, started, [*resumed, *ready])
+        else:
+            for task in [*resumed, *ready]:
+                self._spawn(task)
         if self._stop is not None:
             stop, self._stop = self._stop, None
             self._halt(stop)
@@ -404,11 +406,12 @@ class OperationRunner:
 
     # --- one task ---------------------------------------------------------------------------
 
-    def _spawn(self, task: _Task) -> None:
+    def _spawn(self, task: _Task, after: asyncio.Future[None] | None = None) -> None:
+        """Run ``task``; once ``after`` (a write in flight) is durable, if given."""
         assert self._group is not None
         task.live = True
         try:
-            child = self._group.create_task(self._execute(task), name=task.id)
+            child = self._group.create_task(self._execute(task, after), name=task.id)
         except RuntimeError:  # the group is shutting down (lease lost): nothing more starts
             self._ended(task)
             return
@@ -421,11 +424,21 @@ class OperationRunner:
         task.live = False
         task.release()
 
-    async def _execute(self, task: _Task) -> None:
-        """Run one task; a task that holds a ticket already has its start recorded."""
+    async def _execute(self, task: _Task, after: asyncio.Future[None] | None = None) -> None:
+        """Run one task; a task that holds a ticket already has its start recorded (by
+        ``after``, when given: nothing happens before that write is durable but building
+        the request, which would otherwise wait for it)."""
+        endpoint = task.endpoint
+        request = None
+        if after is not None:
+            if task.ticket is not None and endpoint is not None and task.state.token is None:
+                request = self._request(task)
+            try:
+                await asyncio.shield(after)
+            except Exception:
+                return  # the write failed: the task that submitted it raises why
         if task.state.status.is_terminal:  # cancelled while its spawn waited for a write
             return
-        endpoint = task.endpoint
         if endpoint is None:
             await self._finish_without_call(task)
             return
@@ -441,7 +454,7 @@ class OperationRunner:
                 self._mark_started(task, write, self._clock())
                 await self._write(write)
         began = time.perf_counter()
-        result = await self._interruptible(task, self._call(task, endpoint))
+        result = await self._interruptible(task, self._call(task, endpoint, request))
         task.release()  # before the result is recorded: a successor may take the slot at once
         if isinstance(result, _Cut):
             assert self._stop is not None
@@ -473,9 +486,16 @@ class OperationRunner:
         finally:
             task.cuttable = None
 
-    async def _call(self, task: _Task, endpoint: AdapterEndpoint) -> ProvisioningResult:
+    def _request(self, task: _Task) -> AdapterRequest:
         assert self._builder is not None
-        request = self._builder.request(task.state, self._current_state)
+        return self._builder.request(task.state, self._current_state)
+
+    async def _call(
+        self, task: _Task, endpoint: AdapterEndpoint, request: AdapterRequest | None = None
+    ) -> ProvisioningResult:
+        """``task``'s adapter call; ``request``: built already (see ``_execute``)."""
+        if request is None:
+            request = self._request(task)
         task.called = True
         component_id = task.id
         try:
@@ -579,9 +599,7 @@ class OperationRunner:
         if self._stop is not None:
             ready = []
         started = self._start_ready(ready, write, now)
-        await self._write(write, started)
-        for successor in ready:
-            self._spawn(successor)
+        await self._write_then_run(write, started, ready)
 
     async def _record_cut(self, task: _Task) -> None:
         """A task stopped by cancel or timeout: CANCELLED, or FAILED for a timeout."""
@@ -620,10 +638,27 @@ class OperationRunner:
                 started.append(task)
         return started
 
+    async def _write_then_run(
+        self, write: StateWrite, started: Iterable[_Task], tasks: Iterable[_Task]
+    ) -> None:
+        """Record ``write`` (which starts ``started``, holding their slots) and run ``tasks``
+        once it is durable. They are spawned at once and wait for it themselves, so that the
+        tasks it starts build their requests while it commits."""
+        written = self._recorder.submit(write)
+        for task in tasks:
+            self._spawn(task, after=written)
+        await self._written(written, started)
+
     async def _write(self, write: StateWrite, holding: Iterable[_Task] = ()) -> None:
         """Record ``write``; on failure give back the slots taken for tasks in ``holding``."""
+        await self._written(self._recorder.submit(write), holding)
+
+    @staticmethod
+    async def _written(written: asyncio.Future[None], holding: Iterable[_Task]) -> None:
+        """Wait for a submitted write (cancelling the wait does not withdraw it); on failure
+        give back the slots taken for tasks in ``holding``."""
         try:
-            await self._recorder.write(write)
+            await asyncio.shield(written)
         except BaseException:
             for task in holding:
                 task.release()

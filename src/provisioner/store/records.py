@@ -106,8 +106,8 @@ class Prepared:
 
     ``Connection.execute`` looks the statement up in the compiled cache and runs every
     parameter set through its generic parameter handling on each call; for the engine's state
-    writes (a few rows per transaction, hundreds of transactions a second) that was about half
-    of the writer's time. This takes the SQL text, the order of its positional parameters and
+    writes (a few rows per transaction, hundreds of transactions a second) that cost more than
+    the statements themselves. This takes the SQL text, the order of its positional parameters and
     each one's bind processor from the compiled statement once, and runs it with
     ``exec_driver_sql``: the values are stored exactly as ``execute`` would store them (the
     column types' own processors), and errors are SQLAlchemy's as before. A driver with named
