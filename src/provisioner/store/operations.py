@@ -53,7 +53,7 @@ _UPDATE_TASK = Prepared(update_by_key(tasks, _TASK_KEY, TASK_PROGRESS))
 _UPDATE_COMPONENT = Prepared(
     update_by_key(components, _COMPONENT_KEY, (*COMPONENT_PROGRESS, "updated_at"))
 )
-_SET_MEMBER = update_by_key(components, _COMPONENT_KEY, ("member",))
+_SET_MEMBER = Prepared(update_by_key(components, _COMPONENT_KEY, ("member",)))
 _STAMP_COMPONENT = update_by_key(
     components,
     _COMPONENT_KEY,
@@ -497,8 +497,8 @@ def _acl_detail(conn: Connection, header: OperationHeader) -> dict[str, Any]:
 def _record_members(conn: Connection, header: OperationHeader, members: Sequence[str]) -> None:
     """From now on the release is made of these (and of whatever is still deployed)."""
     conn.execute(update(components).where(*release_key(components, header)).values(member=False))
-    conn.execute(
-        _SET_MEMBER,
+    _SET_MEMBER.execute(
+        conn,
         [
             {
                 "k_unit": header.deployment_unit_id,
