@@ -4,7 +4,6 @@ named-parameter driver takes the generic path)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,32 +14,15 @@ from sqlalchemy.exc import StatementError
 from provisioner.domain.status import OperationStatus, OperationType
 from provisioner.errors import Problem
 from provisioner.store.database import Database
-from provisioner.store.migrate import migrate
 from provisioner.store.models import operations
 from provisioner.store.records import Prepared, insert_columns
+from tests.integration import test_store
+
+# The store tier's databases: SQLite, and PostgreSQL with each driver.
+database_url = test_store.database_url
+database = test_store.database
 
 AT = datetime(2026, 12, 2, 3, 4, 5, 678901, tzinfo=UTC)
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("asyncpg", marks=pytest.mark.postgres),
-        pytest.param("psycopg", marks=pytest.mark.postgres),
-    ]
-)
-def url(request: pytest.FixtureRequest) -> str:
-    if request.param == "sqlite":
-        return str(request.getfixturevalue("sqlite_url"))
-    return str(request.getfixturevalue("postgres_url")).replace("+asyncpg", f"+{request.param}")
-
-
-@pytest.fixture
-async def database(url: str) -> AsyncIterator[Database]:
-    db = Database(url)
-    await migrate(db)
-    yield db
-    await db.dispose()
 
 
 def operation_row(operation_id: str, **changes: Any) -> dict[str, Any]:
