@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import Connection, insert, select, update
 
 from provisioner.domain.descriptor import parse_descriptor
 from provisioner.domain.plan import plan_deploy
@@ -158,6 +158,42 @@ async def test_a_refused_statement_names_no_parameter_values(database: Database)
 
     assert "s3cret" not in str(caught.value)
     assert "parameters hidden" in str(caught.value)
+
+
+async def test_a_transaction_that_fails_or_breaks_its_connection_leaves_writes_working(
+    database: Database,
+) -> None:
+    """The SQLite writer keeps its connection between transactions: one that raises is rolled
+    back and the connection serves the next; one whose connection broke gets a new one."""
+
+    def inserts_then_fails(conn: Connection) -> None:
+        conn.execute(update(operations).where(operations.c.id == created.id).values(error="no"))
+        raise RuntimeError("refused")
+
+    def breaks(conn: Connection) -> None:
+        conn.invalidate()
+        raise RuntimeError("connection lost")
+
+    created = await submit(database, "u-writer")
+    mine = operations.c.id == created.id
+
+    async def error() -> str | None:
+        async with database.read() as conn:
+            found: str | None = (
+                await conn.execute(select(operations.c.error).where(mine))
+            ).scalar_one()
+            return found
+
+    for number, failing in enumerate((inserts_then_fails, breaks)):
+        with pytest.raises(RuntimeError):
+            await database.transaction(failing)
+        assert await error() == (None if number == 0 else "written 0")  # rolled back
+        await database.transaction(
+            lambda conn, n=number: conn.execute(
+                update(operations).where(mine).values(error=f"written {n}")
+            )
+        )
+        assert await error() == f"written {number}"
 
 
 async def test_an_operation_is_claimed_by_one_owner_and_fenced_after_a_takeover(

@@ -109,8 +109,10 @@ class Database:
                 with connection.begin():
                     return work(connection)
             except BaseException:
-                # Whatever went wrong, the next transaction starts on a fresh connection.
-                self._close_writer_connection()
+                # Rolled back, the connection serves the next transaction (a refused
+                # submission is an exception too); a broken one is replaced.
+                if connection.invalidated or connection.in_transaction():
+                    self._close_writer_connection()
                 raise
 
     def _writer_connection(self) -> Connection:
