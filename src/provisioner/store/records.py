@@ -72,9 +72,12 @@ def update_by_key(table: Table, keys: Mapping[str, str], columns: Sequence[str])
     )
 
 
-def insert_columns(table: Table, columns: Sequence[str]) -> Insert:
-    """``INSERT INTO table (column, ...) VALUES (:column, ...)``, for many parameter sets."""
-    return sql_insert(table).values({column: bindparam(column) for column in columns})
+def insert_columns(table: Table, columns: Sequence[str], *, dialect: Any = None) -> Any:
+    """``INSERT INTO table (column, ...) VALUES (:column, ...)``, for many parameter sets;
+    ``dialect``: a dialect module (``sqlalchemy.dialects.sqlite``) whose own INSERT to build
+    (for its ``on_conflict_do_nothing``)."""
+    build = sql_insert if dialect is None else dialect.insert
+    return build(table).values({column: bindparam(column) for column in columns})
 
 
 _Processor = Callable[[Any], Any]

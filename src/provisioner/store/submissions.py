@@ -43,12 +43,44 @@ from provisioner.store.models import components, operations, releases, tasks
 from provisioner.store.notifications import insert_events
 from provisioner.store.operations import event_values, settle_release
 from provisioner.store.queries import release_rows
-from provisioner.store.records import field_names, record, records, values
+from provisioner.store.records import (
+    Prepared,
+    field_names,
+    insert_columns,
+    record,
+    records,
+    values,
+)
 from provisioner.store.views import OperationView
 
 _HEADER_FIELDS = field_names(OperationHeader)
 _STEP_FIELDS = tuple(name for name in field_names(TaskState) if name in STEP_FIELDS)
 _COMPONENT_FIELDS = field_names(ComponentState)
+# Written for every step and every new component of a submitted operation: thousands of rows
+# for a large unit, the creation of the operation on the way to its first adapter call.
+_TASK_COLUMNS = (*_STEP_FIELDS, "operation_id", "position", "status", "attempts")
+_INSERT_TASKS = Prepared(insert_columns(tasks, _TASK_COLUMNS))
+_COMPONENT_COLUMNS = (
+    *_COMPONENT_FIELDS,
+    "deployment_unit_id",
+    "environment",
+    "member",
+    "updated_at",
+)
+_COMPONENT_KEY = [
+    components.c.deployment_unit_id,
+    components.c.environment,
+    components.c.component_id,
+]
+# Components not seen before (a component already known keeps its row), on each backend.
+_INSERT_NEW_COMPONENTS = {
+    dialect: Prepared(
+        insert_columns(components, _COMPONENT_COLUMNS, dialect=dialect).on_conflict_do_nothing(
+            index_elements=_COMPONENT_KEY
+        )
+    )
+    for dialect in (sqlite, postgresql)
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +231,8 @@ class Submissions:
                 updated_at=now,
             )
         )
-        conn.execute(
-            insert(tasks),
+        _INSERT_TASKS.execute(
+            conn,
             [
                 {
                     **values(step, _STEP_FIELDS),
@@ -254,15 +286,8 @@ class Submissions:
         """Rows for the descriptor's components not seen before (NOT_DEPLOYED, not yet
         members): membership changes only when the deploy runs, so a deploy cancelled while
         pending leaves the release as it was."""
-        statement = self._insert_for(components)
-        conn.execute(
-            statement.on_conflict_do_nothing(
-                index_elements=[
-                    components.c.deployment_unit_id,
-                    components.c.environment,
-                    components.c.component_id,
-                ]
-            ),
+        _INSERT_NEW_COMPONENTS[sqlite if self._db.is_sqlite else postgresql].execute(
+            conn,
             [
                 {
                     **values(state, _COMPONENT_FIELDS),
