@@ -217,19 +217,15 @@ class Submissions:
     ) -> None:
         header = new.header
         now = header.created_at
-        conn.execute(
-            insert(operations).values(
-                **values(header, _HEADER_FIELDS),
-                status=OperationStatus.PENDING,
-                requested_components=new.requested_components,
-                retry_of=new.retry_of,
-                descriptor=new.descriptor_json,
-                warnings=new.warnings,
-                release_status_before=release_status,
-                cancel_requested=False,
-                fencing=0,
-                updated_at=now,
-            )
+        _insert_operation(
+            conn,
+            header,
+            OperationStatus.PENDING,
+            release_status=release_status,
+            requested_components=new.requested_components,
+            retry_of=new.retry_of,
+            descriptor=new.descriptor_json,
+            warnings=new.warnings,
         )
         _INSERT_TASKS.execute(
             conn,
@@ -362,18 +358,14 @@ class Submissions:
         release_status: ReleaseStatus,
     ) -> None:
         now = header.created_at
-        conn.execute(
-            insert(operations).values(
-                **values(header, _HEADER_FIELDS),
-                status=OperationStatus.SUCCEEDED,
-                requested_components=(component_id,),
-                release_status_before=release_status,
-                cancel_requested=False,
-                fencing=0,
-                started_at=now,
-                finished_at=now,
-                updated_at=now,
-            )
+        _insert_operation(
+            conn,
+            header,
+            OperationStatus.SUCCEEDED,
+            release_status=release_status,
+            requested_components=(component_id,),
+            started_at=now,
+            finished_at=now,
         )
 
     async def request_cancel(
@@ -423,6 +415,29 @@ def _lock_release(
         query.with_for_update() if lock else query
     ).one_or_none()
     return row
+
+
+def _insert_operation(
+    conn: Connection,
+    header: OperationHeader,
+    status: OperationStatus,
+    *,
+    release_status: ReleaseStatus | None,
+    **columns: Any,
+) -> None:
+    """A new operation's row: its header and ``status``, not cancelled, never claimed
+    (fence 0), with the release's status before it and any other ``columns``."""
+    conn.execute(
+        insert(operations).values(
+            **values(header, _HEADER_FIELDS),
+            status=status,
+            release_status_before=release_status,
+            cancel_requested=False,
+            fencing=0,
+            updated_at=header.created_at,
+            **columns,
+        )
+    )
 
 
 def _refuse_if_active(conn: Connection, deployment_unit_id: str, environment: str) -> None:
