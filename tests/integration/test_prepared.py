@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, bindparam, func, insert, select, update
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import IntegrityError, StatementError
 
 from provisioner.domain.status import OperationStatus, OperationType
-from provisioner.errors import Problem
+from provisioner.errors import DatabaseUnavailableError, Problem
 from provisioner.store.database import Database
 from provisioner.store.models import operations
 from provisioner.store.records import Prepared, insert_columns
@@ -95,13 +95,10 @@ async def test_many_parameter_sets_and_returning(database: Database) -> None:
     later = AT + timedelta(minutes=1)
 
     def renew(conn: Connection) -> list[str]:
-        held = _RENEW.execute(
-            conn, [{"k_id": ids[0], "k_fence": 1, "now": later, "error": None}]
-        ).scalars()
-        stale = _RENEW.execute(
-            conn, [{"k_id": ids[1], "k_fence": 2, "now": later, "error": "x"}]
-        ).scalars()
-        return [*held, *stale]
+        held = _RENEW.execute(conn, [{"k_id": ids[0], "k_fence": 1, "now": later, "error": None}])
+        stale = _RENEW.execute(conn, [{"k_id": ids[1], "k_fence": 2, "now": later, "error": "x"}])
+        assert stale == []
+        return [row[0] for row in held]
 
     assert await database.transaction(renew) == [ids[0]]
     first, second, _ = await rows(database, *ids)
@@ -114,3 +111,51 @@ async def test_a_missing_parameter_is_an_error_not_a_null(database: Database) ->
     del row["environment"]
     with pytest.raises((KeyError, StatementError), match="environment"):  # named: SQLAlchemy's
         await database.transaction(lambda conn: _INSERT.execute(conn, [row]))
+
+
+async def test_a_refused_row_raises_sqlalchemys_error_without_its_values(
+    database: Database,
+) -> None:
+    """On the driver's cursor as through ``execute``: the database's refusal is SQLAlchemy's
+    ``IntegrityError``, its message names no parameter value, and the transaction is rolled
+    back (the first row of the batch is not stored either)."""
+    await database.transaction(lambda conn: _INSERT.execute(conn, [operation_row("op-taken")]))
+    fresh, taken = (operation_row(op_id, version="s3cret") for op_id in ("op-fresh", "op-taken"))
+
+    with pytest.raises(IntegrityError) as caught:
+        await database.transaction(lambda conn: _INSERT.execute(conn, [fresh, taken]))
+
+    assert "s3cret" not in str(caught.value)
+    assert "parameters hidden" in str(caught.value)
+    assert [row["id"] for row in await rows(database, "op-fresh", "op-taken")] == ["op-taken"]
+
+
+@pytest.mark.parametrize(
+    "database_url",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("postgres-psycopg", marks=pytest.mark.postgres),
+    ],
+    indirect=True,
+)
+async def test_a_connection_lost_under_a_statement_is_replaced(
+    database: Database, database_url: str
+) -> None:
+    """PostgreSQL ends the writer's session between two transactions (a SQLite connection is
+    a file, which no server ends): the next statement fails as the database being unavailable
+    (retried by the engine), the connection is invalidated, and the transaction after that
+    runs on a new one."""
+    db = Database(database_url, pool_size=1)
+    try:
+        pid = await db.transaction(
+            lambda conn: conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        )
+        async with db.read() as conn:
+            await conn.execute(select(func.pg_terminate_backend(pid)))
+
+        with pytest.raises(DatabaseUnavailableError):
+            await db.transaction(lambda conn: _INSERT.execute(conn, [operation_row("op-lost")]))
+        await db.transaction(lambda conn: _INSERT.execute(conn, [operation_row("op-after")]))
+        assert [row["id"] for row in await rows(db, "op-after", "op-lost")] == ["op-after"]
+    finally:
+        await db.dispose()

@@ -175,6 +175,45 @@ def _translated() -> Iterator[None]:
 _UNAVAILABLE_SQLSTATES = ("08", "57P")
 
 
+def driver_execute(
+    conn: Connection, sql: str, rows: list[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
+    """Run ``sql`` (driver SQL, positional parameters) on the driver's own cursor of
+    ``conn``'s connection, in its transaction; the rows it returns.
+
+    SQLAlchemy's execution context (cursor wrapping, result set-up, per-call checks) costs
+    more than a small statement costs the driver. Errors are raised as SQLAlchemy
+    would raise them, parameters hidden, and a connection the driver reports lost is
+    invalidated, as ``Connection.execute`` does.
+    """
+    dialect = conn.dialect
+    dbapi_connection = conn.connection.dbapi_connection
+    assert dbapi_connection is not None
+    cursor = dbapi_connection.cursor()
+    try:
+        if len(rows) == 1:
+            cursor.execute(sql, rows[0])
+        else:
+            cursor.executemany(sql, rows)
+        return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+    except dialect.loaded_dbapi.Error as exc:
+        lost = dialect.is_disconnect(exc, dbapi_connection, cursor)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            sql,
+            rows,
+            exc,
+            dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            connection_invalidated=lost,
+            dialect=dialect,
+            ismulti=len(rows) > 1,
+        ) from exc
+    finally:
+        cursor.close()
+
+
 def _idle_transaction_limit(url: Any, seconds: float | None) -> dict[str, Any]:
     """Connection arguments that make the server end a write session idle in a transaction.
 
@@ -229,4 +268,4 @@ def _configure_sqlite(engine: Engine, *, begin: str | None) -> None:
 
         @event.listens_for(engine, "begin")
         def _on_begin(connection: Any) -> None:
-            connection.exec_driver_sql(begin)
+            driver_execute(connection, begin, [()])

@@ -294,29 +294,26 @@ class SqlOperationStore:
         (which increments the fence) waits for this transaction and then wins.
         """
         wanted = {(fence.operation_id, fence.token) for fence in fences}
+        wanted_ids = {operation_id for operation_id, _ in wanted}
         lease = None if lease_seconds is None else now + timedelta(seconds=lease_seconds)
         notify = notify and not self._db.is_sqlite
         if len(wanted) == 1:  # the usual case, with a statement prepared once
             ((operation_id, token),) = wanted
             statement = _RENEW_ONE_NOTIFYING if notify else _RENEW_ONE
-            held = statement.execute(
-                conn, [{"k_id": operation_id, "k_fence": token, "now": now, "lease": lease}]
-            ).scalars()
-        else:
-            returned = [operations.c.id, *([notifying(operations.c.id)] if notify else [])]
-            held = conn.execute(
-                update(operations)
-                .where(tuple_(operations.c.id, operations.c.fencing).in_(sorted(wanted)))
-                .values(
-                    updated_at=now,
-                    lease_expires_at=func.coalesce(
-                        bindparam("lease"), operations.c.lease_expires_at
-                    ),
-                )
-                .returning(*returned),
-                {"lease": lease},
-            ).scalars()
-        return {operation_id for operation_id, _ in wanted} - set(held)
+            params = {"k_id": operation_id, "k_fence": token, "now": now, "lease": lease}
+            return wanted_ids - {row[0] for row in statement.execute(conn, [params])}
+        returned = [operations.c.id, *([notifying(operations.c.id)] if notify else [])]
+        held = conn.execute(
+            update(operations)
+            .where(tuple_(operations.c.id, operations.c.fencing).in_(sorted(wanted)))
+            .values(
+                updated_at=now,
+                lease_expires_at=func.coalesce(bindparam("lease"), operations.c.lease_expires_at),
+            )
+            .returning(*returned),
+            {"lease": lease},
+        ).scalars()
+        return wanted_ids - set(held)
 
     def _write_rows(self, conn: Connection, writes: Sequence[StateWrite], now: datetime) -> None:
         # Keyed, so that a batch holding two states of one row writes the later one only.

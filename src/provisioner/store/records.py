@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
-    CursorResult,
     Dialect,
     Insert,
     Row,
@@ -19,6 +18,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import insert as sql_insert
+
+from provisioner.store.database import driver_execute
 
 R = TypeVar("R")
 
@@ -111,26 +112,30 @@ class Prepared:
     parameter set through its generic parameter handling on each call; for the engine's state
     writes (a few rows per transaction, hundreds of transactions a second) that cost more than
     the statements themselves. This takes the SQL text, the order of its positional parameters and
-    each one's bind processor from the compiled statement once, and runs it with
-    ``exec_driver_sql``: the values are stored exactly as ``execute`` would store them (the
-    column types' own processors), and errors are SQLAlchemy's as before. A driver with named
-    parameters (psycopg) takes the generic path.
+    each one's bind processor from the compiled statement once, and runs it on the driver's
+    cursor (``driver_execute``): the values are stored exactly as ``execute`` would store them
+    (the column types' own processors), and errors are SQLAlchemy's as before. A driver with
+    named parameters (psycopg) takes the generic path.
     """
 
     def __init__(self, statement: Insert | Update) -> None:
         self.statement = statement
         self._compiled: dict[tuple[str, str, str], _Compiled | None] = {}
 
-    def execute(self, conn: Connection, params: Sequence[Mapping[str, Any]]) -> CursorResult[Any]:
-        """Run with these parameter sets (one set: a single execution, RETURNING rows and all)."""
+    def execute(
+        self, conn: Connection, params: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[Any, ...]]:
+        """Run with these parameter sets (one set: a single execution); the rows it returns
+        (a statement with RETURNING, run with one set)."""
         dialect = conn.dialect
         key = (dialect.name, dialect.driver, dialect.paramstyle)
         if key not in self._compiled:
             self._compiled[key] = self._compile(dialect)
         compiled = self._compiled[key]
         if compiled is None:
-            return conn.execute(self.statement, list(params))
-        return conn.exec_driver_sql(compiled.sql, [compiled.row(item) for item in params])
+            result = conn.execute(self.statement, list(params))
+            return [tuple(row) for row in result] if result.returns_rows else []
+        return driver_execute(conn, compiled.sql, [compiled.row(item) for item in params])
 
     def _compile(self, dialect: Dialect) -> _Compiled | None:
         compiled = self.statement.compile(dialect=dialect)
