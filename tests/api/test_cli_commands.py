@@ -232,6 +232,27 @@ def test_events_follow_prints_each_event_until_the_end(
     assert any(event["componentId"] == a for event in events)
 
 
+def test_events_follow_on_an_ended_operation_prints_its_whole_trail(
+    cli: Cli, tmp_path: Path, unit_id: str
+) -> None:
+    """--follow on an operation that has ended already (as one that ends before the command
+    looks does): every event, as --follow prints them, then exit 0."""
+    a = f"{unit_id}:a"
+    path = write(tmp_path, unit(unit_id, [component(a)]))
+    operation = cli.json("deploy", path, "--wait")
+    trail = cli.json("events", operation["id"])["items"]
+
+    as_json = cli("events", operation["id"], "--follow", "-o", "json")
+    as_text = cli("events", operation["id"], "--follow")
+
+    assert as_json.exit_code == as_text.exit_code == 0, as_json.output + as_text.output
+    assert [json.loads(line) for line in as_json.stdout.splitlines()] == trail
+    lines = as_text.stdout.splitlines()
+    assert len(lines) == len(trail)
+    assert a in lines[-2]
+    assert "SUCCEEDED" in lines[-1]
+
+
 def test_plan_and_validate_print_json(cli: Cli, tmp_path: Path, unit_id: str) -> None:
     a = f"{unit_id}:a"
     path = write(tmp_path, unit(unit_id, [component(a)]))

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from provisioner.cli.exits import CommandError, Exit
-from provisioner.cli.follow import progress_for, wait_for
+from provisioner.cli.follow import TERMINAL, progress_for, wait_for
 from provisioner.cli.http import DEFAULT_URL, Api, Server, path_part, release_path
 from provisioner.cli.options import (
     ComponentsOption,
@@ -321,15 +321,18 @@ def events(
     server = Server(url, token)
     path = f"/v1/operations/{path_part(operation_id)}"
     with Api(server) as api:
-        if not follow:
+        found = api.json("GET", path) if follow else None
+        if found is None or found["status"] in TERMINAL:
             page = api.json("GET", f"{path}/events", params={"limit": 10000})
-            if output is Output.json:
+            if found is None and output is Output.json:
                 print_json(page)
-            else:
-                for item in page["items"]:
-                    print(event_line(item) or f"{item['at'][11:19]}  (polling started)")
+                return Exit.OK
+            # --follow on an operation that has ended already: its whole trail, as it would
+            # have been followed (one event per line), then done.
+            printer = _EventPrinter(output)
+            for item in page["items"]:
+                printer.event(item)
             return Exit.OK
-        found = api.json("GET", path)
     wait_for(server, found, progress=_EventPrinter(output), timeout=timeout)
     return Exit.OK
 
