@@ -44,8 +44,17 @@ def test_ctrl_c_while_waiting_says_the_operation_goes_on(
     gate = f"sigint-{unit_id.rsplit(':', 1)[-1]}"
     path = tmp_path / "descriptor.yaml"
     path.write_text(yaml.safe_dump(unit(unit_id, [component(f"{unit_id}:a", gate=gate)])))
+    # A process started in the background by a non-interactive shell (`cmd &`, as CI runners
+    # and nohup do) inherits SIGINT ignored, and so would the command: it gets Ctrl-C's usual
+    # handler back first, as under an interactive shell. faulthandler: a command that does not
+    # stop is made to say where it is (SIGABRT).
+    interactive = (
+        "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "runpy.run_module('provisioner', run_name='__main__', alter_sys=True)"
+    )
+    command = [sys.executable, "-X", "faulthandler", "-c", interactive, "deploy", str(path)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "provisioner", "deploy", str(path), "--wait", "--url", server.url],
+        [*command, "--wait", "--url", server.url],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -57,10 +66,16 @@ def test_ctrl_c_while_waiting_says_the_operation_goes_on(
             assert time.monotonic() < deadline
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=DEADLINE_SECONDS)
+        try:
+            stdout, stderr = process.communicate(timeout=DEADLINE_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            stdout, stderr = process.communicate(timeout=DEADLINE_SECONDS)
+            raise AssertionError(f"still running after SIGINT:\n{stdout}\n{stderr}") from None
     finally:
         if process.poll() is None:
             process.kill()
+            process.communicate()  # reaped, its pipes closed: nothing leaks into the next test
     operation_id = stdout.split("operation ", 1)[1].split()[0]
     assert process.returncode == 130, stderr
     assert f"stopped waiting: operation {operation_id} goes on" in stderr

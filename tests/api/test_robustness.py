@@ -284,7 +284,9 @@ async def test_the_service_stays_responsive_while_a_hostile_body_is_refused(
 ) -> None:
     """Each is refused with its 4xx in well under the time it used to take, and ``/healthz``
     keeps answering meanwhile. The bounds are generous for a loaded machine: what they
-    guard against took 10 s and more."""
+    guard against took 10 s and more. (A quiet machine answers in under 1 s, and each probe
+    in under 0.2 s; with the whole suite running beside it, on a busy 2-core machine, a probe
+    once waited 2.1 s.)"""
     request, status = hostile_bodies()[name]
     server = service_factory(sqlite_url)  # the default body limit, 5 MiB
     latencies: list[float] = []
@@ -311,4 +313,4 @@ async def test_the_service_stays_responsive_while_a_hostile_body_is_refused(
     assert len(response.content) < 20_000
     assert elapsed < 5, elapsed
     assert latencies
-    assert max(latencies) < 2, max(latencies)
+    assert max(latencies) < 5, max(latencies)
