@@ -68,7 +68,7 @@ async def test_three_replicas_with_default_ids_provision_every_component_exactly
             await client.aclose()
     assert [item["status"] for item in finished] == ["SUCCEEDED"] * 10
     calls = (await mock.get("/mock/calls", params={"action": "provision"})).json()["calls"]
-    mine = Counter(c["componentId"] for c in calls if c["componentId"].startswith(unit_id))
+    mine = Counter(c["componentId"] for c in calls if (c["componentId"] or "").startswith(unit_id))
     expected = {f"{unit_id}-{u}:c{c}" for u in range(10) for c in range(10)}
     assert set(mine) == expected
     assert set(mine.values()) == {1}, {k: v for k, v in mine.items() if v != 1}
