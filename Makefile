@@ -13,7 +13,7 @@ LINT_PATHS := src tests bench
 STAMP := $(VENV)/.provisioner-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve test contract lint format typecheck bench bench-load bench-hostile bench-history \
+.PHONY: help install run serve test contract lint format typecheck bench bench-load bench-timeline bench-hostile bench-history \
 	openapi openapi-check check \
 	screenshots vendor-assets docker up down lock clean
 
@@ -58,6 +58,9 @@ bench: $(STAMP) ## run the benchmarks and print their figures (needs PostgreSQL 
 
 bench-load: $(STAMP) ## 3 replicas on PostgreSQL, 200 concurrent deployments
 	$(BIN)/python bench/load.py
+
+bench-timeline: $(STAMP) ## one workload's phases and the service's CPU per thread (WORKLOAD=wide)
+	$(BIN)/python bench/timeline.py --workload $(or $(WORKLOAD),wide)
 
 bench-hostile: $(STAMP) ## how fast each hostile body is refused, and /healthz meanwhile
 	$(BIN)/python bench/hostile.py
