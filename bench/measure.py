@@ -89,7 +89,7 @@ def deploy(client: httpx.Client, item: Submission, *, service_pid: int, mock_pid
     return DeployRun(
         unit_id=item.unit_id,
         operation_id=operation_id,
-        makespan=(_instant(operation["finishedAt"]) - _instant(operation["createdAt"])),
+        makespan=(instant(operation["finishedAt"]) - instant(operation["createdAt"])),
         post_seconds=post_seconds,
         service_cpu=cpu_seconds(service_pid) - cpu_before[0],
         mock_cpu=cpu_seconds(mock_pid) - cpu_before[1],
@@ -107,5 +107,6 @@ def _wait_until_final(client: httpx.Client, unit_id: str) -> None:
     raise DeployFailedError(f"{unit_id}: not finished after {DEADLINE_SECONDS:.0f} s")
 
 
-def _instant(value: str) -> float:
+def instant(value: str) -> float:
+    """An ISO 8601 timestamp from the API, as seconds since the epoch."""
     return datetime.fromisoformat(value).timestamp()

@@ -25,14 +25,13 @@ import argparse
 import statistics
 import tempfile
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from measure import deploy, submission
-from run import database_url
+from measure import deploy, instant, submission
+from run import database_url, warm_up
 from servers import mock_adapter, service
 from workloads import MAX_IN_FLIGHT, NAMES, shape
 
@@ -48,28 +47,24 @@ def thread_cpu_ns(pid: int) -> dict[int, int]:
     return spent
 
 
-def _instant(value: str) -> float:
-    return datetime.fromisoformat(value).timestamp()
-
-
 def phases(operation: dict[str, Any]) -> dict[str, float]:
     """Seconds from the operation's ``createdAt`` to each milestone of its run."""
-    created = _instant(operation["createdAt"])
+    created = instant(operation["createdAt"])
     # The tasks that called an adapter (the system step of a unit without one calls none).
     called = [task for task in operation["tasks"] if task["infrastructureTemplateId"]]
-    starts = sorted(_instant(task["startedAt"]) - created for task in called)
-    ends = sorted(_instant(task["finishedAt"]) - created for task in operation["tasks"])
-    called_ends = sorted(_instant(task["finishedAt"]) - created for task in called)
+    starts = sorted(instant(task["startedAt"]) - created for task in called)
+    ends = sorted(instant(task["finishedAt"]) - created for task in operation["tasks"])
+    called_ends = sorted(instant(task["finishedAt"]) - created for task in called)
     handoffs = [
         starts[index] - called_ends[index - MAX_IN_FLIGHT]
         for index in range(MAX_IN_FLIGHT, len(starts))
     ]
     return {
-        "claimed": _instant(operation["startedAt"]) - created,
+        "claimed": instant(operation["startedAt"]) - created,
         "first call": starts[0],
         "first task end": ends[0],
         "last task end": ends[-1],
-        "operation end": _instant(operation["finishedAt"]) - created,
+        "operation end": instant(operation["finishedAt"]) - created,
         **({"slot hand-off": statistics.median(handoffs)} if handoffs else {}),
     }
 
@@ -91,13 +86,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             service(workdir, database_url=url, adapter_url=mock.url, label=args.db) as server,
             httpx.Client(base_url=server.url, timeout=300) as client,
         ):
-            for _ in range(2):
-                deploy(
-                    client,
-                    submission(shape("warmup"), tag="warm"),
-                    service_pid=server.pid,
-                    mock_pid=mock.pid,
-                )
+            for problem in warm_up(client, server, mock):
+                print(f"warning: the service's requests differ from the baseline's: {problem}")
             cpu: dict[int, list[float]] = {}
             timeline: list[dict[str, float]] = []
             makespans = []
