@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -160,11 +160,13 @@ async def test_a_refused_statement_names_no_parameter_values(database: Database)
     assert "parameters hidden" in str(caught.value)
 
 
+@pytest.mark.parametrize("inline", [False, True], ids=["handed-over", "inline"])
 async def test_a_transaction_that_fails_or_breaks_its_connection_leaves_writes_working(
-    database: Database,
+    database: Database, inline: bool
 ) -> None:
     """The SQLite writer keeps its connection between transactions: one that raises is rolled
-    back and the connection serves the next; one whose connection broke gets a new one."""
+    back and the connection serves the next; one whose connection broke gets a new one. The
+    same whether the writer thread or the caller's ran it (``inline``)."""
 
     def inserts_then_fails(conn: Connection) -> None:
         conn.execute(update(operations).where(operations.c.id == created.id).values(error="no"))
@@ -186,14 +188,56 @@ async def test_a_transaction_that_fails_or_breaks_its_connection_leaves_writes_w
 
     for number, failing in enumerate((inserts_then_fails, breaks)):
         with pytest.raises(RuntimeError):
-            await database.transaction(failing)
+            await database.transaction(failing, inline=inline)
         assert await error() == (None if number == 0 else "written 0")  # rolled back
         await database.transaction(
             lambda conn, n=number: conn.execute(
                 update(operations).where(mine).values(error=f"written {n}")
-            )
+            ),
+            inline=inline,
         )
         assert await error() == f"written {number}"
+
+
+async def test_a_small_sqlite_write_runs_inline_unless_the_connection_is_busy(
+    sqlite_url: str,
+) -> None:
+    """An ``inline`` transaction runs on the caller's thread when the writer's connection is
+    free; while the writer thread holds it, the inline one waits its turn there instead of
+    blocking the event loop, and both commit."""
+    database = Database(sqlite_url)
+    await migrate(database)
+    created = await submit(database, "u-inline")
+    mine = operations.c.id == created.id
+    entered, release = threading.Event(), threading.Event()
+
+    def write(value: str, *, hold: bool = False) -> Callable[[Connection], int]:
+        def work(conn: Connection) -> int:
+            conn.execute(update(operations).where(mine).values(error=value))
+            if hold:
+                entered.set()
+                assert release.wait(60)
+            return threading.get_ident()
+
+        return work
+
+    try:
+        assert await database.transaction(write("inline"), inline=True) == threading.get_ident()
+        holding = asyncio.ensure_future(database.transaction(write("held", hold=True)))
+        assert await asyncio.to_thread(entered.wait, 60)
+        queued = asyncio.ensure_future(database.transaction(write("queued"), inline=True))
+        await asyncio.sleep(0)  # let it choose; the loop runs on: it did not block it
+        assert not queued.done()
+        release.set()
+        assert await holding != threading.get_ident()
+        assert await queued != threading.get_ident()  # it ran in the writer thread, after
+        async with database.read() as conn:
+            assert (await conn.execute(select(operations.c.error).where(mine))).scalar() == (
+                "queued"
+            )
+    finally:
+        release.set()
+        await database.dispose()
 
 
 async def test_an_operation_is_claimed_by_one_owner_and_fenced_after_a_takeover(

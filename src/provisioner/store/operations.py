@@ -257,7 +257,8 @@ class SqlOperationStore:
 
     async def apply(self, writes: Sequence[StateWrite], *, lease_seconds: float) -> set[str]:
         return await self._db.transaction(
-            lambda conn: self._apply(conn, writes, lease_seconds, datetime.now(UTC))
+            lambda conn: self._apply(conn, writes, lease_seconds, datetime.now(UTC)),
+            inline=_small(writes),
         )
 
     def _apply(
@@ -581,6 +582,22 @@ def _abandon(conn: Connection, header: OperationHeader, message: str, now: datet
         ],
     )
     settle_release(conn, header, OperationStatus.FAILED, now)
+
+
+# A batch of at most this many rows, and nothing else, is a small write (``_small``).
+_SMALL_WRITE_ROWS = 12
+
+
+def _small(writes: Sequence[StateWrite]) -> bool:
+    """A few task, component and event rows and nothing more (no members, no operation end):
+    what one step of a chain writes (6 rows), run without a thread hop on SQLite
+    (``Database.transaction``'s ``inline``)."""
+    rows = 0
+    for write in writes:
+        if write.members is not None or write.abandon is not None or write.operation is not None:
+            return False
+        rows += len(write.tasks) + len(write.components) + len(write.events)
+    return rows <= _SMALL_WRITE_ROWS
 
 
 async def decode_document(text: str) -> Mapping[str, Any]:
