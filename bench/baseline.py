@@ -6,7 +6,12 @@ in its own process on uvloop (the loop uvicorn picks for the service) and prints
 as JSON on stdout::
 
     python bench/baseline.py --adapter-url http://127.0.0.1:8093 --workloads chain,wide \\
-        --repeat 3 --naive-repeat 3
+        --repeat 3 --naive-repeat 3 --loop-sockets-repeat 3
+
+The baseline's pools are httpx's as installed (httpcore's anyio network layer). With
+``--loop-sockets-repeat`` each workload also runs over pools on the service's own network layer
+(``provisioner.adapters.network``): the service against that figure is its overhead beyond
+the HTTP client it uses.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import uvloop
 
 from measure import cpu_seconds
 from payloads import FirstDeployPayloads
+from provisioner.adapters.pool import use_loop_sockets
 from provisioner.domain.documents import load_yaml
 from workloads import MAX_IN_FLIGHT, Shape, descriptor, descriptor_yaml, shape
 
@@ -54,7 +60,9 @@ class Pool:
     more, and counted in ``retries``.
     """
 
-    def __init__(self, base_url: str, *, capacity: int, shard_size: int) -> None:
+    def __init__(
+        self, base_url: str, *, capacity: int, shard_size: int, loop_sockets: bool = False
+    ) -> None:
         shards = math.ceil(capacity / shard_size)
         size = math.ceil(capacity / shards)
         # The same pool settings as the service (provisioner.adapters.pool).
@@ -65,6 +73,9 @@ class Pool:
             httpx.AsyncClient(base_url=base_url, timeout=_TIMEOUT, limits=limits)
             for _ in range(shards)
         ]
+        if loop_sockets:
+            for client in self._clients:
+                use_loop_sockets(client, limits)
         self._busy = [0] * shards
         self.retries = 0
 
@@ -160,25 +171,35 @@ async def measure(
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     sharded = Pool(args.adapter_url, capacity=MAX_IN_FLIGHT, shard_size=SHARD_SIZE)
     naive = Pool(args.adapter_url, capacity=MAX_IN_FLIGHT, shard_size=MAX_IN_FLIGHT)
-    result: dict[str, Any] = {"workloads": {}, "naive_wide": []}
+    on_loop = Pool(
+        args.adapter_url, capacity=MAX_IN_FLIGHT, shard_size=SHARD_SIZE, loop_sockets=True
+    )
+    pools = (sharded, naive, on_loop)
+    result: dict[str, Any] = {"workloads": {}, "naive_wide": [], "loop_sockets": {}}
     mock_pid = args.mock_pid
+    workloads = args.workloads.split(",")
     try:
-        for pool in (sharded, naive):
+        for pool in pools:
             await measure(pool, shape("warmup"), 2, mock_pid=None)
-        for name in args.workloads.split(","):
+        for name in workloads:
             result["workloads"][name] = await _labelled(
                 name, measure(sharded, shape(name), args.repeat, mock_pid=mock_pid)
+            )
+        # Linux reports ru_maxrss in KiB: the peak over the main pool's runs.
+        result["peak_memory_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        for name in workloads if args.loop_sockets_repeat else ():
+            result["loop_sockets"][name] = await _labelled(
+                f"{name} on loop sockets",
+                measure(on_loop, shape(name), args.loop_sockets_repeat, mock_pid=mock_pid),
             )
         if args.naive_repeat:
             result["naive_wide"] = await _labelled(
                 "naive wide", measure(naive, shape("wide"), args.naive_repeat, mock_pid=mock_pid)
             )
-        result["retries"] = sharded.retries + naive.retries
-        # Linux reports ru_maxrss in KiB: the peak over every workload run so far.
-        result["peak_memory_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        result["retries"] = sum(pool.retries for pool in pools)
     finally:
-        await sharded.aclose()
-        await naive.aclose()
+        for pool in pools:
+            await pool.aclose()
     return result
 
 
@@ -197,6 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workloads", default="chain,wide,layered,large")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--naive-repeat", type=int, default=0, help="naive pool on wide")
+    parser.add_argument(
+        "--loop-sockets-repeat", type=int, default=0, help="each workload on loop-socket pools"
+    )
     parser.add_argument("--mock-pid", type=int, help="to account the mock adapter's CPU time")
     args = parser.parse_args(argv)
     try:

@@ -123,6 +123,7 @@ def run_baseline(mock: ChildServer, workloads: list[str], repeat: int) -> dict[s
         f"--workloads={','.join(workloads)}",
         f"--repeat={repeat}",
         f"--naive-repeat={repeat if 'wide' in workloads else 0}",
+        f"--loop-sockets-repeat={repeat}",
         f"--mock-pid={mock.pid}",
     ]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -248,6 +249,10 @@ def measure_all(chosen: list[str], workloads: list[str], repeat: int) -> dict[st
         baseline = run_baseline(mock, workloads, repeat)
         output.update(
             naiveWideSeconds=[run["makespan"] for run in baseline["naive_wide"]],
+            loopSocketsBaselineSeconds={
+                name: [run["makespan"] for run in runs]
+                for name, runs in baseline["loop_sockets"].items()
+            },
             baselineRetries=baseline["retries"],
         )
         for database in chosen:
@@ -278,11 +283,33 @@ def print_results(tables: list[str], output: dict[str, Any]) -> None:
             "\nside note: naive baseline (one AsyncClient, max 64 connections) on wide: "
             f"{statistics.median(naive):.3f} s median ({', '.join(f'{v:.3f}' for v in naive)} s)"
         )
+    print_loop_sockets(output)
     if output["baselineRetries"]:
         print(
             f"note: the baseline resent {output['baselineRetries']} request(s) on a connection "
             "the mock adapter closed as it was reused"
         )
+
+
+def print_loop_sockets(output: dict[str, Any]) -> None:
+    """The service's own overhead: its makespans against the baseline's on the same network
+    layer as the service's HTTP client (``provisioner.adapters.network``)."""
+    baseline: dict[str, list[float]] = output["loopSocketsBaselineSeconds"]
+    if not baseline:
+        return
+    print(
+        "\nside note: baseline on the service's network layer (provisioner.adapters.network "
+        "instead of httpcore's anyio one), median; the service's makespan against it:"
+    )
+    for database, measured in output["databases"].items():
+        ratios = []
+        for result in measured["results"]:
+            runs = baseline.get(result["workload"])
+            if runs:
+                reference = statistics.median(runs)
+                ratio = result["makespanSeconds"] / reference
+                ratios.append(f"{result['workload']} {reference:.3f} s ({ratio:.3f})")
+        print(f"  {database}: {', '.join(ratios)}")
 
 
 if __name__ == "__main__":
