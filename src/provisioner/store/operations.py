@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -121,8 +122,8 @@ class SqlOperationStore:
         now: datetime,
         running: Sequence[str] = (),
     ) -> list[ClaimedOperation]:
-        taken = await self._db.transaction(
-            lambda conn: self._take(
+        def take_and_read(conn: Connection) -> _Claimed | None:
+            taken = self._take(
                 conn,
                 owner=owner,
                 replica_id=replica_id,
@@ -131,8 +132,16 @@ class SqlOperationStore:
                 now=now,
                 running=running,
             )
-        )
-        return await self._load(taken) if taken else []
+            return _read_claimed(conn, taken) if taken else None
+
+        claimed = await self._db.transaction(take_and_read)
+        if claimed is None:
+            return []
+        documents = {
+            row.id: (await decode_document(row.descriptor), len(row.descriptor))
+            for row in claimed.texts
+        }
+        return [claimed.parts.claimed(op, documents) for op in claimed.ops]
 
     def _take(
         self,
@@ -144,7 +153,7 @@ class SqlOperationStore:
         lease_seconds: float,
         now: datetime,
         running: Sequence[str],
-    ) -> list[tuple[str, int]]:
+    ) -> list[str]:
         ops = operations.c
         claimable = or_(
             ops.status == OperationStatus.PENDING,
@@ -193,65 +202,7 @@ class SqlOperationStore:
                 )
             )
         insert_events(conn, claimed_events)
-        return [(row.id, row.fencing + 1) for row in rows]
-
-    async def _load(self, taken: Sequence[tuple[str, int]]) -> list[ClaimedOperation]:
-        """Everything needed to run the claimed operations, in five queries for all of them."""
-        fences = dict(taken)
-        async with self._db.read() as conn:
-            ops = (
-                await conn.execute(
-                    select(operations)
-                    .where(operations.c.id.in_(list(fences)))
-                    .order_by(operations.c.id)  # submission order, as claimed
-                )
-            ).all()
-            ops = [op for op in ops if op.fencing == fences[op.id]]
-            if not ops:
-                return []
-            releases_of = list({(op.deployment_unit_id, op.environment) for op in ops})
-            task_rows = (
-                await conn.execute(
-                    select(tasks)
-                    .where(tasks.c.operation_id.in_([op.id for op in ops]))
-                    .order_by(tasks.c.operation_id, tasks.c.position)
-                )
-            ).all()
-            component_rows = (
-                await conn.execute(
-                    select(components).where(
-                        tuple_(components.c.deployment_unit_id, components.c.environment).in_(
-                            releases_of
-                        )
-                    )
-                )
-            ).all()
-            release_rows = (
-                await conn.execute(
-                    select(
-                        releases.c.deployment_unit_id,
-                        releases.c.environment,
-                        releases.c.descriptor_operation_id,
-                    ).where(
-                        tuple_(releases.c.deployment_unit_id, releases.c.environment).in_(
-                            releases_of
-                        )
-                    )
-                )
-            ).all()
-            parts = _Parts(ops, task_rows, component_rows, release_rows)
-            texts = (
-                await conn.execute(
-                    select(operations.c.id, operations.c.descriptor).where(
-                        operations.c.id.in_(parts.documents_needed()),
-                        operations.c.descriptor.is_not(None),
-                    )
-                )
-            ).all()
-        documents = {
-            row.id: (await decode_document(row.descriptor), len(row.descriptor)) for row in texts
-        }
-        return [parts.claimed(op, documents) for op in ops]
+        return [row.id for row in rows]
 
     # --- fenced writes ----------------------------------------------------------------------
 
@@ -425,6 +376,48 @@ class SqlOperationStore:
         )
         params = [{"k_id": fence.operation_id, "k_fence": fence.token} for fence in fences]
         await self._db.transaction(lambda conn: conn.execute(statement, params))
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    """What a claim read: the operations taken, their rows sorted out, the descriptor texts."""
+
+    ops: Sequence[Row[Any]]
+    parts: _Parts
+    texts: Sequence[Row[Any, Any]]
+
+
+def _read_claimed(conn: Connection, taken: Sequence[str]) -> _Claimed:
+    """Everything needed to run the operations just taken, in five queries for all of them,
+    in the claim's own transaction: no other round trip, and what is read is what was taken."""
+    ops = conn.execute(
+        select(operations)
+        .where(operations.c.id.in_(list(taken)))
+        .order_by(operations.c.id)  # submission order, as claimed
+    ).all()
+    releases_of = list({(op.deployment_unit_id, op.environment) for op in ops})
+    task_rows = conn.execute(
+        select(tasks)
+        .where(tasks.c.operation_id.in_([op.id for op in ops]))
+        .order_by(tasks.c.operation_id, tasks.c.position)
+    ).all()
+    release_key = tuple_(components.c.deployment_unit_id, components.c.environment)
+    component_rows = conn.execute(select(components).where(release_key.in_(releases_of))).all()
+    release_rows = conn.execute(
+        select(
+            releases.c.deployment_unit_id,
+            releases.c.environment,
+            releases.c.descriptor_operation_id,
+        ).where(tuple_(releases.c.deployment_unit_id, releases.c.environment).in_(releases_of))
+    ).all()
+    parts = _Parts(ops, task_rows, component_rows, release_rows)
+    texts = conn.execute(
+        select(operations.c.id, operations.c.descriptor).where(
+            operations.c.id.in_(parts.documents_needed()),
+            operations.c.descriptor.is_not(None),
+        )
+    ).all()
+    return _Claimed(ops, parts, texts)
 
 
 class _Parts:
