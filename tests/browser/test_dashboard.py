@@ -186,6 +186,28 @@ def test_retry_from_the_page_opens_the_new_operation(
     assert api.operation(retried)["retryOf"] == failed["id"]
 
 
+def test_action_buttons_drawn_the_same_stay_in_place_as_the_page_redraws(
+    page: Page, dashboard: ServerThread, api: Api, unit_prefix: str
+) -> None:
+    """The page draws itself, then again as its live events and reads arrive. A button drawn
+    the same each time stays the same element: replaced between the press and the release of
+    a click, it would lose that click (seen: a Retry whose dialog never opened)."""
+    unit_id = f"{unit_prefix}:0"
+    failed = api.ended(api.deploy(unit(unit_id, [component(f"{unit_id}:bad", fail="provision")])))
+    page.add_init_script(
+        """new MutationObserver(() => {
+             window.firstRetry ??= document.querySelector('[data-action="retry"]');
+           }).observe(document, { childList: true, subtree: true });"""
+    )
+    open_operation(page, dashboard, failed["id"])
+    # The history comes from the live events, so it is drawn by a later drawing than the first.
+    history = page.locator("section[aria-labelledby=history-title] tbody tr")
+    expect(history.first).to_be_visible()
+    expect(page.get_by_role("button", name="Retry")).to_be_visible()
+    assert page.evaluate("window.firstRetry !== null")
+    assert page.evaluate("document.querySelector('[data-action=\"retry\"]') === window.firstRetry")
+
+
 def test_repair_of_a_corrupt_component_from_the_page_and_the_release_follows(
     page: Page, dashboard: ServerThread, api: Api, unit_prefix: str, shoot: Callable[..., Path]
 ) -> None:

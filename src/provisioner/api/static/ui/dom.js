@@ -48,6 +48,18 @@ export function replaceContent(container, ...children) {
   }
 }
 
+/**
+ * `replaceContent`, unless the new children would draw exactly what is there (same markup):
+ * then the elements in place stay. The live updates redraw a page several times as it loads;
+ * a button replaced between the press and the release of a click loses that click.
+ */
+export function replaceContentIfChanged(container, children) {
+  const drawn = [...container.childNodes];
+  const same = drawn.length === children.length
+    && children.every((child, index) => child.outerHTML === drawn[index].outerHTML);
+  if (!same) replaceContent(container, ...children);
+}
+
 // --- statuses ---------------------------------------------------------------------------
 
 // A symbol beside every status, so that the status never rests on colour alone.

@@ -8,7 +8,7 @@ import { get, paths } from "../api.js";
 import { drawGraph, MAX_DRAWN } from "../dag.js";
 import {
   ACTIVE_OPERATION, badge, facts, formatDuration, h, json, operationHref, operationName, releaseHref,
-  replaceContent, shortName, timeCell,
+  replaceContent, replaceContentIfChanged, shortName, timeCell,
 } from "../dom.js";
 import { followEvents } from "../events.js";
 import { every } from "../live.js";
@@ -236,7 +236,9 @@ function renderActions(page) {
       },
     }));
   }
-  replaceContent(page.parts.actions, buttons);
+  // Kept when unchanged: the buttons in place keep the clicks under way (their handlers act
+  // on the same operation).
+  replaceContentIfChanged(page.parts.actions, buttons);
 }
 
 function renderWarnings(page) {
