@@ -8,6 +8,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -16,13 +17,26 @@ from sqlalchemy import Connection, insert, select, update
 
 from provisioner.domain.descriptor import parse_descriptor
 from provisioner.domain.plan import plan_deploy
-from provisioner.domain.status import OperationType, TaskStatus
-from provisioner.engine.ports import Event, OperationHeader, StateWrite
-from provisioner.errors import DatabaseUnavailableError, OperationActiveError, ReleaseChangedError
+from provisioner.domain.status import ComponentStatus, OperationType, TaskStatus
+from provisioner.engine.ports import (
+    COMPONENT_PROGRESS,
+    TASK_PROGRESS,
+    ClaimedOperation,
+    ComponentState,
+    Event,
+    OperationHeader,
+    StateWrite,
+)
+from provisioner.errors import (
+    DatabaseUnavailableError,
+    OperationActiveError,
+    ReleaseChangedError,
+    UnstorableValueError,
+)
 from provisioner.service.ids import new_operation_id
 from provisioner.store.database import Database
 from provisioner.store.migrate import current_revision, head_revision, migrate
-from provisioner.store.models import Base, operations
+from provisioner.store.models import Base, components, operations, tasks
 from provisioner.store.operations import SqlOperationStore
 from provisioner.store.queries import Queries
 from provisioner.store.submissions import NewOperation, Submissions
@@ -353,6 +367,182 @@ async def test_a_batch_writes_what_holds_its_fence_and_drops_what_does_not(
     assert events[-1].detail == {"batch": True}
     stolen_events = await Queries(database).events(stolen.header.id, after=0, limit=100)
     assert all(event.detail != {"batch": True} for event in stolen_events)
+
+
+async def stored_rows(database: Database, table: Any, **keys: str) -> list[dict[str, Any]]:
+    async with database.read() as conn:
+        found = await conn.execute(
+            select(table).where(*(table.c[name] == value for name, value in keys.items()))
+        )
+        return [dict(row._mapping) for row in found]
+
+
+async def test_a_batch_of_row_writes_stores_every_column_as_given(database: Database) -> None:
+    """Tasks, components and events of two operations in one batch (on asyncpg, one statement),
+    with a value in every column the engine changes: each read back as written, for the
+    operation whose fence holds; nothing of the one taken over; then the values go back to
+    empty (a JSON column's None is NULL again, not JSON ``null`` read as something)."""
+    store = SqlOperationStore(database)
+    for unit_id in ("w1", "w2"):
+        new = deploy_of(unit_id)
+        rows = tuple(ComponentState(step.component_id, step.is_system) for step in new.plan.steps)
+        await Submissions(database).submit(replace(new, components=rows))
+    now = datetime.now(UTC)
+    earlier = now - timedelta(seconds=10)  # the claim's lease ends 10 s before a renewed one
+    mine = await store.claim(
+        owner="r1/a", replica_id="r1", limit=2, lease_seconds=LEASE, now=earlier
+    )
+    stolen = mine[1]
+    await store.release_leases([stolen.fence])
+    await store.claim(owner="r2/a", replica_id="r2", limit=1, lease_seconds=LEASE, now=now)
+
+    def full_write(claimed: ClaimedOperation) -> StateWrite:
+        task = replace(
+            claimed.tasks[1],
+            status=TaskStatus.SUCCEEDED,
+            attempts=3,
+            token="tok-ünï",
+            started_at=now,
+            finished_at=now + timedelta(seconds=1),
+            public_info={"table": {"type": "string", "label": "T", "value": "ünï"}},
+            private_info={"secret": "s"},
+            logs=[{"level": "INFO", "message": "done"}],
+            error={"message": "none"},
+            validation={"valid": True, "errors": []},
+        )
+        component = replace(
+            claimed.components[task.component_id],
+            status=ComponentStatus.DEPLOYED,
+            version="2.0.0",
+            infrastructure_template_id="urn:itm:other",
+            depends_on=("u", "v"),
+            last_sent_operation_id=claimed.header.id,
+            last_provisioned_operation_id=claimed.header.id,
+            public_info={"p": 1},
+            private_info={"q": [1, 2]},
+            logs=[{"m": "x"}],
+            refs=("user:a", "group:b"),
+            last_operation_id=claimed.header.id,
+            last_operation_type=OperationType.DEPLOY,
+            last_task_status=TaskStatus.SUCCEEDED,
+            last_finished_at=now,
+        )
+        event = Event(task.component_id, "RUNNING", "SUCCEEDED", now, {"attempt": 3})
+        return StateWrite(
+            fence=claimed.fence,
+            header=claimed.header,
+            tasks=[task],
+            components=[component],
+            events=[event],
+        )
+
+    writes = [full_write(claimed) for claimed in mine]
+    assert await store.apply(writes, lease_seconds=LEASE) == {stolen.header.id}
+
+    held = writes[0]
+    [task_row] = await stored_rows(
+        database, tasks, operation_id=held.header.id, component_id=held.tasks[0].component_id
+    )
+    assert {name: task_row[name] for name in TASK_PROGRESS} == {
+        name: getattr(held.tasks[0], name) for name in TASK_PROGRESS
+    }
+    [component_row] = await stored_rows(
+        database,
+        components,
+        deployment_unit_id=held.header.deployment_unit_id,
+        component_id=held.components[0].component_id,
+    )
+    assert {name: component_row[name] for name in COMPONENT_PROGRESS} == {
+        name: getattr(held.components[0], name) for name in COMPONENT_PROGRESS
+    }
+    [operation_row] = await stored_rows(database, operations, id=held.header.id)
+    assert operation_row["lease_expires_at"] >= now + timedelta(seconds=LEASE)
+    events = await Queries(database).events(held.header.id, after=0, limit=100)
+    assert (events[-1].component_id, events[-1].detail) == (
+        held.tasks[0].component_id,
+        {"attempt": 3},
+    )
+
+    untouched = writes[1]
+    [stolen_task] = await stored_rows(
+        database,
+        tasks,
+        operation_id=untouched.header.id,
+        component_id=untouched.tasks[0].component_id,
+    )
+    assert (stolen_task["status"], stolen_task["token"]) == (TaskStatus.WAITING, None)
+    [stolen_component] = await stored_rows(
+        database,
+        components,
+        deployment_unit_id=untouched.header.deployment_unit_id,
+        component_id=untouched.components[0].component_id,
+    )
+    assert stolen_component["status"] is ComponentStatus.NOT_DEPLOYED
+    stolen_events = await Queries(database).events(untouched.header.id, after=0, limit=100)
+    assert all(event.detail != {"attempt": 3} for event in stolen_events)
+
+    emptied = StateWrite(
+        fence=held.fence,
+        header=held.header,
+        tasks=[replace(held.tasks[0], public_info=None, logs=None, error=None, token=None)],
+        components=[replace(held.components[0], public_info=None, refs=None, version=None)],
+    )
+    assert await store.apply([emptied], lease_seconds=LEASE) == set()
+    [task_row] = await stored_rows(
+        database, tasks, operation_id=held.header.id, component_id=held.tasks[0].component_id
+    )
+    assert (task_row["public_info"], task_row["logs"], task_row["error"], task_row["token"]) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    [component_row] = await stored_rows(
+        database,
+        components,
+        deployment_unit_id=held.header.deployment_unit_id,
+        component_id=held.components[0].component_id,
+    )
+    assert (component_row["public_info"], component_row["refs"], component_row["version"]) == (
+        None,
+        None,
+        None,
+    )
+
+
+async def test_a_batch_the_database_refuses_writes_nothing(database: Database) -> None:
+    """A value the database cannot store (a token longer than its column) fails the whole
+    batch, the other operation's rows included (the recorder then applies each write alone)."""
+    store = SqlOperationStore(database)
+    for unit_id in ("x1", "x2"):
+        await submit(database, unit_id)
+    now = datetime.now(UTC)
+    good, bad = await store.claim(
+        owner="r1/a", replica_id="r1", limit=2, lease_seconds=LEASE, now=now
+    )
+    good_write = StateWrite(
+        fence=good.fence,
+        header=good.header,
+        tasks=[replace(good.tasks[1], status=TaskStatus.RUNNING, token="fine")],
+    )
+    bad_write = StateWrite(
+        fence=bad.fence,
+        header=bad.header,
+        tasks=[replace(bad.tasks[1], status=TaskStatus.RUNNING, token="t" * 5000)],
+    )
+    if database.is_sqlite:  # SQLite stores text of any length in a VARCHAR column
+        pytest.skip("SQLite does not enforce VARCHAR lengths")
+    with pytest.raises(UnstorableValueError):
+        await store.apply([good_write, bad_write], lease_seconds=LEASE)
+    [task_row] = await stored_rows(
+        database, tasks, operation_id=good.header.id, component_id=good.tasks[1].component_id
+    )
+    assert task_row["token"] is None
+    assert await store.apply([good_write], lease_seconds=LEASE) == set()
+    [task_row] = await stored_rows(
+        database, tasks, operation_id=good.header.id, component_id=good.tasks[1].component_id
+    )
+    assert task_row["token"] == "fine"
 
 
 async def test_a_plan_made_against_a_release_that_moved_on_is_refused(database: Database) -> None:

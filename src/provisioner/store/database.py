@@ -118,6 +118,18 @@ class Database:
                 result: T = await connection.run_sync(work)
                 return result
 
+    async def statement(self, work: Callable[[Connection], T]) -> T:
+        """PostgreSQL: run ``work(connection)``, which runs one statement, in autocommit mode.
+
+        A single statement is atomic by itself: it commits when it ends, with no BEGIN and
+        COMMIT round trips around it, and a failure leaves nothing of it behind.
+        """
+        assert self._async_writer is not None, "SQLite writes go through transaction()"
+        with _translated():
+            async with self._async_writer.connect() as connection:
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+                return await connection.run_sync(work)
+
     def _in_writer_thread(self, work: Callable[[Connection], T]) -> T:
         with self._holding:
             return self._run_held(work)

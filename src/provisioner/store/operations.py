@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Row,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from provisioner.domain.publication import PublicationEvent, acl_detail, event_after
 from provisioner.domain.status import (
@@ -38,11 +49,19 @@ from provisioner.engine.ports import (
     descriptor_source,
 )
 from provisioner.offload import offload
-from provisioner.store.database import Database
-from provisioner.store.models import components, operations, releases, tasks
-from provisioner.store.notifications import insert_events, notifying
+from provisioner.store.database import Database, driver_execute
+from provisioner.store.models import components, events, operations, releases, tasks
+from provisioner.store.notifications import CHANNEL, insert_events, notifying
 from provisioner.store.outbox import NewPublication, publication_state, record_publication
-from provisioner.store.records import Prepared, field_names, record, records, update_by_key, values
+from provisioner.store.records import (
+    Prepared,
+    Unnested,
+    field_names,
+    record,
+    records,
+    update_by_key,
+    values,
+)
 
 _TASK_KEY = {"operation_id": "k_operation", "component_id": "k_component"}
 _COMPONENT_KEY = {
@@ -109,6 +128,9 @@ class SqlOperationStore:
     def __init__(self, database: Database, *, marketplaces: Sequence[str] = ()) -> None:
         self._db = database
         self._marketplaces = tuple(marketplaces)
+        # Writes of rows only are one statement on asyncpg (``_WriteAtOnce``, written in its
+        # numbered parameters); SQLite and psycopg run them in a transaction.
+        self._at_once = database.url.get_driver_name() == "asyncpg"
 
     # --- claiming ---------------------------------------------------------------------------
 
@@ -207,6 +229,10 @@ class SqlOperationStore:
     # --- fenced writes ----------------------------------------------------------------------
 
     async def apply(self, writes: Sequence[StateWrite], *, lease_seconds: float) -> set[str]:
+        if self._at_once and _rows_only(writes):
+            return await self._db.statement(
+                lambda conn: _WRITE_AT_ONCE.execute(conn, writes, lease_seconds, datetime.now(UTC))
+            )
         return await self._db.transaction(
             lambda conn: self._apply(conn, writes, lease_seconds, datetime.now(UTC)),
             inline=_small(writes),
@@ -268,35 +294,13 @@ class SqlOperationStore:
         return wanted_ids - set(held)
 
     def _write_rows(self, conn: Connection, writes: Sequence[StateWrite], now: datetime) -> None:
-        # Keyed, so that a batch holding two states of one row writes the later one only.
-        task_params: dict[tuple[str, str], dict[str, Any]] = {}
-        component_params: dict[tuple[str, str, str], dict[str, Any]] = {}
-        event_params: list[dict[str, Any]] = []
-        for write in writes:
-            header = write.header
-            for task in write.tasks:
-                params = values(task, TASK_PROGRESS)
-                params.update(k_operation=header.id, k_component=task.component_id)
-                task_params[(header.id, task.component_id)] = params
-            for component in write.components:
-                params = values(component, COMPONENT_PROGRESS)
-                params.update(
-                    k_unit=header.deployment_unit_id,
-                    k_environment=header.environment,
-                    k_component=component.component_id,
-                    updated_at=now,
-                )
-                key = (header.deployment_unit_id, header.environment, component.component_id)
-                component_params[key] = params
-            event_params.extend(
-                event_values(header.id, event, header.requested_by) for event in write.events
-            )
-        if task_params:
-            _UPDATE_TASK.execute(conn, list(task_params.values()))
-        if component_params:
-            _UPDATE_COMPONENT.execute(conn, list(component_params.values()))
-        if event_params:
-            insert_events(conn, event_params, notify=False)  # the fence check notified
+        rows = _Rows.of(writes, now)
+        if rows.tasks:
+            _UPDATE_TASK.execute(conn, rows.tasks)
+        if rows.components:
+            _UPDATE_COMPONENT.execute(conn, rows.components)
+        if rows.events:
+            insert_events(conn, rows.events, notify=False)  # the fence check notified
 
     def _write_operation(self, conn: Connection, write: StateWrite, now: datetime) -> None:
         assert write.operation is not None
@@ -581,16 +585,173 @@ def _abandon(conn: Connection, header: OperationHeader, message: str, now: datet
 _SMALL_WRITE_ROWS = 12
 
 
+def _rows_only(writes: Sequence[StateWrite]) -> bool:
+    """Task, component and event rows and nothing more (no members, no operation end)."""
+    return all(
+        write.members is None and write.abandon is None and write.operation is None
+        for write in writes
+    )
+
+
 def _small(writes: Sequence[StateWrite]) -> bool:
-    """A few task, component and event rows and nothing more (no members, no operation end):
-    what one step of a chain writes (6 rows), run without a thread hop on SQLite
-    (``Database.transaction``'s ``inline``)."""
-    rows = 0
-    for write in writes:
-        if write.members is not None or write.abandon is not None or write.operation is not None:
-            return False
-        rows += len(write.tasks) + len(write.components) + len(write.events)
-    return rows <= _SMALL_WRITE_ROWS
+    """A few rows and nothing more: what one step of a chain writes (6 rows), run without a
+    thread hop on SQLite (``Database.transaction``'s ``inline``)."""
+    rows = sum(len(write.tasks) + len(write.components) + len(write.events) for write in writes)
+    return rows <= _SMALL_WRITE_ROWS and _rows_only(writes)
+
+
+@dataclass(slots=True)
+class _Rows:
+    """The row parameters of a batch of writes, for the statements that write them. Keyed,
+    so that a batch holding two states of one row writes the later one only."""
+
+    tasks: list[dict[str, Any]]
+    components: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, writes: Sequence[StateWrite], now: datetime) -> _Rows:
+        task_params: dict[tuple[str, str], dict[str, Any]] = {}
+        component_params: dict[tuple[str, str, str], dict[str, Any]] = {}
+        event_params: list[dict[str, Any]] = []
+        for write in writes:
+            header = write.header
+            for task in write.tasks:
+                params = values(task, TASK_PROGRESS)
+                params.update(k_operation=header.id, k_component=task.component_id)
+                task_params[(header.id, task.component_id)] = params
+            for component in write.components:
+                params = values(component, COMPONENT_PROGRESS)
+                params.update(
+                    k_operation=header.id,
+                    k_unit=header.deployment_unit_id,
+                    k_environment=header.environment,
+                    k_component=component.component_id,
+                    updated_at=now,
+                )
+                key = (header.deployment_unit_id, header.environment, component.component_id)
+                component_params[key] = params
+            event_params.extend(
+                event_values(header.id, event, header.requested_by) for event in write.events
+            )
+        return cls(list(task_params.values()), list(component_params.values()), event_params)
+
+
+class _WriteAtOnce:
+    """PostgreSQL: a batch of writes that change rows only, as one statement in autocommit.
+
+    In a transaction the same batch costs six round trips: BEGIN, the fence check, the tasks,
+    the components, the events, COMMIT. Here the rows of each table travel as one array per
+    column (``Unnested``) and data-modifying ``WITH`` queries write them: the fence check
+    renews the lease of (and notifies, see ``notifying``) the operations whose fence holds,
+    and every other part writes only the rows of those operations. One statement is atomic:
+    an operation whose fence fails has nothing written, as in the transaction, and its row
+    lock makes a concurrent takeover wait for the statement's end. The statement is built
+    once per dialect, from the column lists the transaction's statements are built from.
+    """
+
+    def __init__(self) -> None:
+        self._built: dict[tuple[str, str], _AtOnce] = {}
+
+    def execute(
+        self, conn: Connection, writes: Sequence[StateWrite], lease_seconds: float, now: datetime
+    ) -> set[str]:
+        """Apply ``writes``; return the operations whose fence failed."""
+        dialect = conn.dialect
+        key = (dialect.name, dialect.driver)
+        built = self._built.get(key) or self._built.setdefault(key, _AtOnce.build(dialect))
+        rows = _Rows.of(writes, now)
+        wanted = sorted({(write.fence.operation_id, write.fence.token) for write in writes})
+        fences = [{"k_id": operation_id, "k_fence": token} for operation_id, token in wanted]
+        params = [built.stamp(now), built.stamp(now + timedelta(seconds=lease_seconds))]
+        for part, part_rows in zip(
+            built.parts, (fences, rows.tasks, rows.components, rows.events), strict=True
+        ):
+            params += part.arrays(part_rows)
+        held = {row[0] for row in driver_execute(conn, built.sql, [tuple(params)])}
+        return {operation_id for operation_id, _ in wanted} - held
+
+
+@dataclass(frozen=True, slots=True)
+class _AtOnce:
+    """``_WriteAtOnce``'s statement for one dialect: its SQL, the arrays of its four parts
+    (fences, tasks, components, events) and how its two timestamps are stored."""
+
+    sql: str
+    parts: tuple[Unnested, ...]
+    stamp: Callable[[datetime], Any]
+
+    @classmethod
+    def build(cls, dialect: Dialect) -> _AtOnce:
+        quote = dialect.identifier_preparer.quote
+        component_columns = (*COMPONENT_PROGRESS, "updated_at")
+        event_columns = [column.name for column in events.c if column.name != "id"]
+        parts = (
+            Unnested.of(dialect, {"k_id": operations.c.id, "k_fence": operations.c.fencing}),
+            Unnested.of(dialect, _parameters(tasks, _TASK_KEY, TASK_PROGRESS)),
+            Unnested.of(
+                dialect,
+                {
+                    "k_operation": operations.c.id,
+                    **_parameters(components, _COMPONENT_KEY, component_columns),
+                },
+            ),
+            Unnested.of(dialect, {name: events.c[name] for name in event_columns}),
+        )
+        sources, first = [], 3  # $1 and $2: the timestamps
+        for part in parts:
+            sources.append(part.source(dialect, "v", first))
+            first += len(part.names)
+        held = "v.k_operation IN (SELECT id FROM fence)"
+        stamp_type = operations.c.updated_at.type
+        stamp = f"::{stamp_type.compile(dialect=dialect)}"
+        task_update = _update_from(quote, tasks, _TASK_KEY, TASK_PROGRESS, sources[1], held)
+        component_update = _update_from(
+            quote, components, _COMPONENT_KEY, component_columns, sources[2], held
+        )
+        listed = ", ".join(quote(name) for name in event_columns)
+        sql = (
+            f"WITH fence AS (UPDATE operations SET updated_at = $1{stamp}, "
+            f"lease_expires_at = $2{stamp} FROM {sources[0]} "
+            "WHERE operations.id = v.k_id AND operations.fencing = v.k_fence "
+            f"RETURNING operations.id, pg_notify('{CHANNEL}', operations.id)), "
+            f"t AS ({task_update}), c AS ({component_update}), "
+            f"e AS (INSERT INTO events ({listed}) "
+            f"SELECT {', '.join('v.' + quote(name) for name in event_columns)} FROM {sources[3]} "
+            "WHERE v.operation_id IN (SELECT id FROM fence)) "
+            "SELECT id FROM fence"
+        )
+        process = stamp_type.dialect_impl(dialect).bind_processor(dialect)
+        return cls(sql, parts, process or (lambda value: value))
+
+
+def _parameters(table: Any, keys: Mapping[str, str], columns: Sequence[str]) -> dict[str, Any]:
+    """The parameters of ``update_by_key(table, keys, columns)``, each with its column."""
+    return {
+        **{param: table.c[column] for column, param in keys.items()},
+        **{name: table.c[name] for name in columns},
+    }
+
+
+def _update_from(
+    quote: Callable[[str], str],
+    table: Any,
+    keys: Mapping[str, str],
+    columns: Sequence[str],
+    source: str,
+    condition: str,
+) -> str:
+    """``UPDATE table SET column = v.column ... FROM source WHERE key = v.param ... AND
+    condition``: ``update_by_key``'s statement for rows read from ``source``."""
+    name = quote(table.name)
+    assignments = ", ".join(f"{quote(column)} = v.{quote(column)}" for column in columns)
+    matches = " AND ".join(
+        f"{name}.{quote(column)} = v.{quote(param)}" for column, param in keys.items()
+    )
+    return f"UPDATE {name} SET {assignments} FROM {source} WHERE {matches} AND {condition}"
+
+
+_WRITE_AT_ONCE = _WriteAtOnce()
 
 
 async def decode_document(text: str) -> Mapping[str, Any]:

@@ -3,6 +3,7 @@ between the two is derived from the record's declaration rather than written out
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
@@ -155,3 +156,50 @@ class Prepared:
                 given.append(None)
                 processors.append(_constant(value if process is None else process(value)))
         return _Compiled(compiled.string, tuple(given), tuple(processors))
+
+
+_LENGTH = re.compile(r"\(\d+\)$")  # VARCHAR(36): a type's length
+
+
+@dataclass(frozen=True, slots=True)
+class Unnested:
+    """Rows handed to PostgreSQL as one array per column and read back as a table by
+    ``unnest``: a statement that writes any number of rows, of several tables at once, in a
+    fixed number of parameters (so it is prepared once, and is one round trip).
+
+    ``columns`` maps each parameter (a key of the rows) to the column whose type it has; each
+    value is stored as ``execute`` would store it (the column type's own bind processor). The
+    arrays' types carry no length: a cast to ``VARCHAR(n)`` would cut a longer value short,
+    where storing it in the column refuses it, as ``execute``'s statements do.
+    """
+
+    names: tuple[str, ...]
+    types: tuple[str, ...]
+    processors: tuple[_Processor | None, ...]
+
+    @classmethod
+    def of(cls, dialect: Dialect, columns: Mapping[str, Any]) -> Unnested:
+        return cls(
+            names=tuple(columns),
+            types=tuple(
+                _LENGTH.sub("", column.type.compile(dialect=dialect)) for column in columns.values()
+            ),
+            processors=tuple(
+                column.type.dialect_impl(dialect).bind_processor(dialect)
+                for column in columns.values()
+            ),
+        )
+
+    def source(self, dialect: Dialect, alias: str, first: int) -> str:
+        """``unnest($first::type[], ...) AS alias(name, ...)``, its arrays numbered from
+        ``first``."""
+        quote = dialect.identifier_preparer.quote
+        arrays = ", ".join(f"${first + i}::{kind}[]" for i, kind in enumerate(self.types))
+        return f"unnest({arrays}) AS {alias}({', '.join(quote(name) for name in self.names)})"
+
+    def arrays(self, rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+        """The parameters: one array per column, of the rows' processed values."""
+        return [
+            [row[name] for row in rows] if process is None else [process(row[name]) for row in rows]
+            for name, process in zip(self.names, self.processors, strict=True)
+        ]
