@@ -510,9 +510,18 @@ async def test_a_batch_of_row_writes_stores_every_column_as_given(database: Data
     )
 
 
+@pytest.mark.parametrize(
+    "database_url",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("postgres-psycopg", marks=pytest.mark.postgres),
+    ],
+    indirect=True,
+)
 async def test_a_batch_the_database_refuses_writes_nothing(database: Database) -> None:
-    """A value the database cannot store (a token longer than its column) fails the whole
-    batch, the other operation's rows included (the recorder then applies each write alone)."""
+    """A value the database cannot store (a token longer than its column: SQLite stores text
+    of any length) fails the whole batch, the other operation's rows included (the recorder
+    then applies each write alone)."""
     store = SqlOperationStore(database)
     for unit_id in ("x1", "x2"):
         await submit(database, unit_id)
@@ -530,8 +539,6 @@ async def test_a_batch_the_database_refuses_writes_nothing(database: Database) -
         header=bad.header,
         tasks=[replace(bad.tasks[1], status=TaskStatus.RUNNING, token="t" * 5000)],
     )
-    if database.is_sqlite:  # SQLite stores text of any length in a VARCHAR column
-        pytest.skip("SQLite does not enforce VARCHAR lengths")
     with pytest.raises(UnstorableValueError):
         await store.apply([good_write, bad_write], lease_seconds=LEASE)
     [task_row] = await stored_rows(
