@@ -35,7 +35,9 @@ log = structlog.get_logger(__name__)
 CHANNEL = "provisioner_events"
 APPLICATION_NAME = "provisioner-event-listener"
 _PING_TIMEOUT = 5.0  # seconds for the listening connection to answer a check
-_INSERT = Prepared(insert_columns(events, [c.name for c in events.c if c.name != "id"]))
+# The columns an event row is inserted with (its id is the database's).
+EVENT_COLUMNS = tuple(column.name for column in events.c if column.name != "id")
+_INSERT = Prepared(insert_columns(events, EVENT_COLUMNS))
 _NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', id) FROM unnest(CAST(:ids AS text[])) AS id")
 
 

@@ -51,7 +51,7 @@ from provisioner.engine.ports import (
 from provisioner.offload import offload
 from provisioner.store.database import Database, driver_execute
 from provisioner.store.models import components, events, operations, releases, tasks
-from provisioner.store.notifications import CHANNEL, insert_events, notifying
+from provisioner.store.notifications import CHANNEL, EVENT_COLUMNS, insert_events, notifying
 from provisioner.store.outbox import NewPublication, publication_state, record_publication
 from provisioner.store.records import (
     Prepared,
@@ -70,9 +70,9 @@ _COMPONENT_KEY = {
     "component_id": "k_component",
 }
 _UPDATE_TASK = Prepared(update_by_key(tasks, _TASK_KEY, TASK_PROGRESS))
-_UPDATE_COMPONENT = Prepared(
-    update_by_key(components, _COMPONENT_KEY, (*COMPONENT_PROGRESS, "updated_at"))
-)
+# What a state write sets in a component's row: its progress and when it changed.
+_COMPONENT_WRITTEN = (*COMPONENT_PROGRESS, "updated_at")
+_UPDATE_COMPONENT = Prepared(update_by_key(components, _COMPONENT_KEY, _COMPONENT_WRITTEN))
 _SET_MEMBER = Prepared(update_by_key(components, _COMPONENT_KEY, ("member",)))
 _STAMP_COMPONENT = update_by_key(
     components,
@@ -684,8 +684,6 @@ class _AtOnce:
     @classmethod
     def build(cls, dialect: Dialect) -> _AtOnce:
         quote = dialect.identifier_preparer.quote
-        component_columns = (*COMPONENT_PROGRESS, "updated_at")
-        event_columns = [column.name for column in events.c if column.name != "id"]
         parts = (
             Unnested.of(dialect, {"k_id": operations.c.id, "k_fence": operations.c.fencing}),
             Unnested.of(dialect, _parameters(tasks, _TASK_KEY, TASK_PROGRESS)),
@@ -693,10 +691,10 @@ class _AtOnce:
                 dialect,
                 {
                     "k_operation": operations.c.id,
-                    **_parameters(components, _COMPONENT_KEY, component_columns),
+                    **_parameters(components, _COMPONENT_KEY, _COMPONENT_WRITTEN),
                 },
             ),
-            Unnested.of(dialect, {name: events.c[name] for name in event_columns}),
+            Unnested.of(dialect, {name: events.c[name] for name in EVENT_COLUMNS}),
         )
         sources, first = [], 3  # $1 and $2: the timestamps
         for part in parts:
@@ -707,9 +705,9 @@ class _AtOnce:
         stamp = f"::{stamp_type.compile(dialect=dialect)}"
         task_update = _update_from(quote, tasks, _TASK_KEY, TASK_PROGRESS, sources[1], held)
         component_update = _update_from(
-            quote, components, _COMPONENT_KEY, component_columns, sources[2], held
+            quote, components, _COMPONENT_KEY, _COMPONENT_WRITTEN, sources[2], held
         )
-        listed = ", ".join(quote(name) for name in event_columns)
+        listed = ", ".join(quote(name) for name in EVENT_COLUMNS)
         sql = (
             f"WITH fence AS (UPDATE operations SET updated_at = $1{stamp}, "
             f"lease_expires_at = $2{stamp} FROM {sources[0]} "
@@ -717,7 +715,7 @@ class _AtOnce:
             f"RETURNING operations.id, pg_notify('{CHANNEL}', operations.id)), "
             f"t AS ({task_update}), c AS ({component_update}), "
             f"e AS (INSERT INTO events ({listed}) "
-            f"SELECT {', '.join('v.' + quote(name) for name in event_columns)} FROM {sources[3]} "
+            f"SELECT {', '.join('v.' + quote(name) for name in EVENT_COLUMNS)} FROM {sources[3]} "
             "WHERE v.operation_id IN (SELECT id FROM fence)) "
             "SELECT id FROM fence"
         )

@@ -192,7 +192,7 @@ class Unnested:
 
     def source(self, dialect: Dialect, alias: str, first: int) -> str:
         """``unnest($first::type[], ...) AS alias(name, ...)``, its arrays numbered from
-        ``first``."""
+        ``first`` in asyncpg's parameter style (``$n``)."""
         quote = dialect.identifier_preparer.quote
         arrays = ", ".join(f"${first + i}::{kind}[]" for i, kind in enumerate(self.types))
         return f"unnest({arrays}) AS {alias}({', '.join(quote(name) for name in self.names)})"
