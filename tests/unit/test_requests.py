@@ -158,6 +158,21 @@ def test_with_no_private_info_to_hide_every_adapter_shares_one_text() -> None:
     )
 
 
+def test_only_what_the_run_calls_is_serialised_ahead() -> None:
+    """The unit's own text (a serialisation of the whole unit) is made ahead only if the
+    system step calls an adapter; asked for anyway, it is what it would have been."""
+    claimed = deploy(component("a"), template="urn:dmb:itm:dataproduct-provisioner:1")
+    system = next(t for t in claimed.tasks if t.is_system)
+
+    builder = RequestBuilder(claimed, calling={"a"})
+
+    texts = builder._texts[claimed.header.id]
+    assert "unit" not in vars(texts)  # not serialised at construction
+    made = builder.request(system, claimed.components.get)
+    ahead = RequestBuilder(claimed).request(system, claimed.components.get)
+    assert made.descriptor.json_parts() == ahead.descriptor.json_parts()
+
+
 async def test_an_unregistered_unit_template_makes_the_system_step_succeed_without_a_call() -> None:
     """The unit's own template, registered nowhere, is no adapter to call: the system step
     succeeds, its event says why, and nothing downstream is held up."""

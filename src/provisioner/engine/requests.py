@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from provisioner.domain.privacy import may_receive_private_info
@@ -37,7 +37,15 @@ class RequestBuilder:
     set of components whose private info it keeps (one in all when there is none to hide).
     """
 
-    def __init__(self, claimed: ClaimedOperation, *, share_private_info: bool = False) -> None:
+    def __init__(
+        self,
+        claimed: ClaimedOperation,
+        *,
+        share_private_info: bool = False,
+        calling: Collection[str] | None = None,
+    ) -> None:
+        """``calling``: the components whose adapter this run calls (None: every component
+        with a template); only their texts are serialised now, the others' on first use."""
         self._header = claimed.header
         self._components = claimed.components
         self._documents = claimed.documents
@@ -49,8 +57,12 @@ class RequestBuilder:
         self._enriched: dict[frozenset[str], SharedText] = {}
         self._enriched_for: dict[str | None, SharedText | None] = {}
         for task in claimed.tasks:
-            if task.infrastructure_template_id is not None:
-                # Serialise the shared texts now, off the event loop.
+            if task.infrastructure_template_id is not None and (
+                calling is None or task.component_id in calling
+            ):
+                # Serialise the shared texts now, off the event loop. (A unit-level template
+                # with no adapter, as in most real descriptors, makes no call: its text, a
+                # serialisation of the whole unit, would never be sent.)
                 dependents = bool(self.provisioned_facts(task)[1])
                 texts = self._texts[self.document_operation(task)]
                 texts.prepare(system=task.is_system, dependents=dependents)

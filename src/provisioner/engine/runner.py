@@ -187,6 +187,7 @@ class OperationRunner:
             RequestBuilder,
             self._claimed,
             share_private_info=self._share_private_info,
+            calling={task.id for task in self._tasks.values() if task.endpoint is not None},
         )
         timer = self._arm_timeout()
         lease_lost = False
