@@ -601,6 +601,14 @@ class OperationRunner:
             ready = []
         started = self._start_ready(ready, write, now)
         await self._write_then_run(write, started, ready)
+        # Logged once recorded, and after the calls it starts are on their way: a line is
+        # rendered and flushed where it is made, and this one held up each step of a chain.
+        asyncio.get_running_loop().call_soon(self._log_finished, task)
+
+    def _log_finished(self, task: _Task) -> None:
+        state = task.state
+        event = "acl_updated" if state.action is TaskAction.UPDATE_ACL else "task_finished"
+        self._log.info(event, component_id=task.id, status=state.status, attempts=state.attempts)
 
     async def _record_cut(self, task: _Task) -> None:
         """A task stopped by cancel or timeout: CANCELLED, or FAILED for a timeout."""
@@ -740,9 +748,6 @@ class OperationRunner:
             private_info=result.private_info,
             logs=result.logs or None,
         )
-        self._log.info(
-            "task_finished", component_id=task.id, status=outcome, attempts=task.state.attempts
-        )
 
     def _mark_acl_finished(
         self, task: _Task, result: ProvisioningResult, write: StateWrite, now: datetime
@@ -763,7 +768,6 @@ class OperationRunner:
             private_info=result.private_info,
             logs=result.logs or None,
         )
-        self._log.info("acl_updated", component_id=task.id, status=outcome)
 
     def _skip_downstream(self, failed: _Task, write: StateWrite, now: datetime) -> None:
         """Every waiting task downstream of ``failed`` ends SKIPPED."""

@@ -581,8 +581,10 @@ def _abandon(conn: Connection, header: OperationHeader, message: str, now: datet
     settle_release(conn, header, OperationStatus.FAILED, now)
 
 
-# A batch of at most this many rows, and nothing else, is a small write (``_small``).
+# A batch of at most this many rows and members, and nothing else, is a small write
+# (``_small``): a unit of up to 63 components records its members inline.
 _SMALL_WRITE_ROWS = 12
+_SMALL_WRITE_MEMBERS = 64
 
 
 def _rows_only(writes: Sequence[StateWrite]) -> bool:
@@ -594,10 +596,16 @@ def _rows_only(writes: Sequence[StateWrite]) -> bool:
 
 
 def _small(writes: Sequence[StateWrite]) -> bool:
-    """A few rows and nothing more: what one step of a chain writes (6 rows), run without a
-    thread hop on SQLite (``Database.transaction``'s ``inline``)."""
+    """A few rows and at most a small unit's members: what one step of a chain writes (6 rows,
+    and the members with its first start), run without a thread hop on SQLite
+    (``Database.transaction``'s ``inline``)."""
     rows = sum(len(write.tasks) + len(write.components) + len(write.events) for write in writes)
-    return rows <= _SMALL_WRITE_ROWS and _rows_only(writes)
+    members = sum(len(write.members or ()) for write in writes)
+    return (
+        rows <= _SMALL_WRITE_ROWS
+        and members <= _SMALL_WRITE_MEMBERS
+        and all(write.abandon is None and write.operation is None for write in writes)
+    )
 
 
 @dataclass(slots=True)
