@@ -8,6 +8,11 @@ as JSON on stdout::
     python bench/baseline.py --adapter-url http://127.0.0.1:8093 --workloads chain,wide \\
         --repeat 3 --naive-repeat 3 --loop-sockets-repeat 3
 
+With ``--serve`` it warms up, then deploys one workload per line it reads on stdin (its name)
+and answers each with one JSON line: what ``bench/run.py`` uses to run the baseline's deploys
+in turns with the service's, so that both are measured on the machine as it is at that moment.
+An empty line (or the end of stdin) ends it; ``peak`` answers the peak resident set so far.
+
 The baseline's pools are httpx's as installed (httpcore's anyio network layer). With
 ``--loop-sockets-repeat`` each workload also runs over pools on the service's own network layer
 (``provisioner.adapters.network``): the service against that figure is its overhead beyond
@@ -168,6 +173,31 @@ async def measure(
     return runs
 
 
+async def serve(args: argparse.Namespace) -> None:
+    """One deploy per workload name read on stdin, one JSON line out per deploy."""
+    pool = Pool(args.adapter_url, capacity=MAX_IN_FLIGHT, shard_size=SHARD_SIZE)
+    loop = asyncio.get_running_loop()
+    try:
+        await measure(pool, shape("warmup"), 2, mock_pid=None)
+        print(json.dumps({"ready": True}), flush=True)
+        while name := (await loop.run_in_executor(None, sys.stdin.readline)).strip():
+            if name == "peak":
+                answer: dict[str, Any] = {"peak_memory_bytes": _peak_memory_bytes()}
+            else:
+                [answer] = await _labelled(
+                    name, measure(pool, shape(name), 1, mock_pid=args.mock_pid)
+                )
+                answer["retries"] = pool.retries
+            print(json.dumps(answer), flush=True)
+    finally:
+        await pool.aclose()
+
+
+def _peak_memory_bytes() -> int:
+    # Linux reports ru_maxrss in KiB.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     sharded = Pool(args.adapter_url, capacity=MAX_IN_FLIGHT, shard_size=SHARD_SIZE)
     naive = Pool(args.adapter_url, capacity=MAX_IN_FLIGHT, shard_size=MAX_IN_FLIGHT)
@@ -185,8 +215,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             result["workloads"][name] = await _labelled(
                 name, measure(sharded, shape(name), args.repeat, mock_pid=mock_pid)
             )
-        # Linux reports ru_maxrss in KiB: the peak over the main pool's runs.
-        result["peak_memory_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        # The peak over the main pool's runs.
+        result["peak_memory_bytes"] = _peak_memory_bytes()
         for name in workloads if args.loop_sockets_repeat else ():
             result["loop_sockets"][name] = await _labelled(
                 f"{name} on loop sockets",
@@ -222,8 +252,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--loop-sockets-repeat", type=int, default=0, help="each workload on loop-socket pools"
     )
     parser.add_argument("--mock-pid", type=int, help="to account the mock adapter's CPU time")
+    parser.add_argument("--serve", action="store_true", help="deploy what stdin names, in turns")
     args = parser.parse_args(argv)
     try:
+        if args.serve:
+            uvloop.run(serve(args))
+            return 0
         result = uvloop.run(main_async(args))
     except AdapterRequestError as exc:
         traceback.print_exc()

@@ -3,9 +3,11 @@
     .venv/bin/python bench/run.py [--db sqlite|postgres|both] [--workloads chain,wide,...]
                                   [--repeat N] [--json PATH]
 
-Starts the mock adapter, runs the baseline in its own process, then for each database starts
+Starts the mock adapter and the baseline in its own process, then for each database starts
 ``provisioner serve``, warms it up, checks that it sends what the baseline sends, and deploys
-each workload ``--repeat`` times. Prints one table per database. Exit code 0 whatever the
+each workload ``--repeat`` times in turns with the baseline (one deploy of each, in alternating
+order), so that both are measured on the machine as it is then (its speed drifts by several
+per cent within minutes). Prints one table per database. Exit code 0 whatever the
 figures; 1 only when something broke (a deploy failed, a server did not start).
 """
 
@@ -115,13 +117,14 @@ def databases(choice: str | None) -> tuple[list[str], str | None]:
 
 
 def run_baseline(mock: ChildServer, workloads: list[str], repeat: int) -> dict[str, Any]:
-    """The baseline in its own process; its makespans per workload, and the naive pool's."""
+    """The side notes' baselines in their own process: the naive pool's makespans, and each
+    workload's over the service's network layer."""
     argv = [
         sys.executable,
         str(BENCH / "baseline.py"),
         f"--adapter-url={mock.url}",
         f"--workloads={','.join(workloads)}",
-        f"--repeat={repeat}",
+        "--repeat=0",
         f"--naive-repeat={repeat if 'wide' in workloads else 0}",
         f"--loop-sockets-repeat={repeat}",
         f"--mock-pid={mock.pid}",
@@ -131,6 +134,67 @@ def run_baseline(mock: ChildServer, workloads: list[str], repeat: int) -> dict[s
         raise BenchmarkBrokenError(f"the baseline failed: {done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout)
     return result
+
+
+class Baseline:
+    """The baseline in its own process (``baseline.py --serve``), deploying on request."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self._process = process
+        self.retries = 0
+
+    def _ask(self, line: str) -> dict[str, Any]:
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        self._process.stdin.write(line + "\n")
+        self._process.stdin.flush()
+        answer = self._process.stdout.readline()
+        if not answer:
+            raise BenchmarkBrokenError(f"the baseline failed: {self.error()}")
+        result: dict[str, Any] = json.loads(answer)
+        return result
+
+    def error(self) -> str:
+        """The end of what the process wrote on stderr, once it has exited."""
+        self._process.wait(timeout=30)
+        assert self._process.stderr is not None
+        return self._process.stderr.read()[-3000:]
+
+    def deploy(self, workload: str) -> BaselineRun:
+        answer = self._ask(workload)
+        self.retries = answer.pop("retries")
+        return BaselineRun(**answer)
+
+    def peak_memory_bytes(self) -> int:
+        return int(self._ask("peak")["peak_memory_bytes"])
+
+
+@contextmanager
+def baseline_process(mock: ChildServer) -> Iterator[Baseline]:
+    argv = [
+        sys.executable,
+        str(BENCH / "baseline.py"),
+        f"--adapter-url={mock.url}",
+        f"--mock-pid={mock.pid}",
+        "--serve",
+    ]
+    process = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    baseline = Baseline(process)
+    try:
+        assert process.stdout is not None
+        if not process.stdout.readline():  # {"ready": true} once warmed up
+            raise BenchmarkBrokenError(f"the baseline did not start: {baseline.error()}")
+        yield baseline
+    finally:
+        if process.poll() is None:
+            assert process.stdin is not None
+            process.stdin.close()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 @contextmanager
@@ -162,7 +226,7 @@ def run_database(
     *,
     repeat: int,
     mock: ChildServer,
-    baseline: dict[str, Any],
+    baseline: Baseline,
     workdir: Path,
 ) -> tuple[list[WorkloadResult], list[str]]:
     results = []
@@ -180,14 +244,24 @@ def run_database(
                 components=len(spec.nodes),
                 floor=floor(spec),
                 descriptor_bytes=items[0].descriptor_bytes,
-                baseline=[BaselineRun(**run) for run in baseline["workloads"][name]],
             )
-            for item in items:
-                result.runs.append(deploy(client, item, service_pid=server.pid, mock_pid=mock.pid))
+            for number, item in enumerate(items):
+                # In turns, the order flipped every other time (ABBA): whatever one leaves
+                # behind for the next (a collection, connections closing) falls on both alike.
+                if number % 2:
+                    result.runs.append(
+                        deploy(client, item, service_pid=server.pid, mock_pid=mock.pid)
+                    )
+                    result.baseline.append(baseline.deploy(name))
+                else:
+                    result.baseline.append(baseline.deploy(name))
+                    result.runs.append(
+                        deploy(client, item, service_pid=server.pid, mock_pid=mock.pid)
+                    )
                 server.check_alive()
             if name == "large":
                 result.peak_memory_bytes = peak_memory_bytes(server.pid)
-                result.baseline_peak_memory_bytes = baseline["peak_memory_bytes"]
+                result.baseline_peak_memory_bytes = baseline.peak_memory_bytes()
             results.append(result)
             print(f"  {database}: {name} done ({_brief(result.runs)})", flush=True)
     return results, parity
@@ -238,32 +312,39 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def measure_all(chosen: list[str], workloads: list[str], repeat: int) -> dict[str, Any]:
-    """Baseline first, then the service on each database, all against one mock adapter."""
+    """The side notes' baselines first, then the service on each database, its deploys in
+    turns with the baseline's, all against one mock adapter."""
     output: dict[str, Any] = {"databases": {}}
     tables = []
     with (
         tempfile.TemporaryDirectory(prefix="provisioner-bench-") as tmp,
         mock_adapter(Path(tmp)) as mock,
     ):
-        print("baseline: running", flush=True)
-        baseline = run_baseline(mock, workloads, repeat)
+        print("baseline: running the side notes' variants", flush=True)
+        side = run_baseline(mock, workloads, repeat)
         output.update(
-            naiveWideSeconds=[run["makespan"] for run in baseline["naive_wide"]],
+            naiveWideSeconds=[run["makespan"] for run in side["naive_wide"]],
             loopSocketsBaselineSeconds={
                 name: [run["makespan"] for run in runs]
-                for name, runs in baseline["loop_sockets"].items()
+                for name, runs in side["loop_sockets"].items()
             },
-            baselineRetries=baseline["retries"],
         )
-        for database in chosen:
-            results, parity = run_database(
-                database, workloads, repeat=repeat, mock=mock, baseline=baseline, workdir=Path(tmp)
-            )
-            tables.append(table(database, _TITLES[database], results) + _parity_line(parity))
-            output["databases"][database] = {
-                "results": [as_json(result, database) for result in results],
-                "payloadParityProblems": parity,
-            }
+        with baseline_process(mock) as baseline:
+            for database in chosen:
+                results, parity = run_database(
+                    database,
+                    workloads,
+                    repeat=repeat,
+                    mock=mock,
+                    baseline=baseline,
+                    workdir=Path(tmp),
+                )
+                tables.append(table(database, _TITLES[database], results) + _parity_line(parity))
+                output["databases"][database] = {
+                    "results": [as_json(result, database) for result in results],
+                    "payloadParityProblems": parity,
+                }
+        output["baselineRetries"] = side["retries"] + baseline.retries
     print_results(tables, output)
     return output
 
