@@ -587,12 +587,14 @@ _SMALL_WRITE_ROWS = 12
 _SMALL_WRITE_MEMBERS = 64
 
 
+def _ends_nothing(write: StateWrite) -> bool:
+    """The write neither ends nor abandons its operation."""
+    return write.abandon is None and write.operation is None
+
+
 def _rows_only(writes: Sequence[StateWrite]) -> bool:
     """Task, component and event rows and nothing more (no members, no operation end)."""
-    return all(
-        write.members is None and write.abandon is None and write.operation is None
-        for write in writes
-    )
+    return all(write.members is None and _ends_nothing(write) for write in writes)
 
 
 def _small(writes: Sequence[StateWrite]) -> bool:
@@ -604,7 +606,7 @@ def _small(writes: Sequence[StateWrite]) -> bool:
     return (
         rows <= _SMALL_WRITE_ROWS
         and members <= _SMALL_WRITE_MEMBERS
-        and all(write.abandon is None and write.operation is None for write in writes)
+        and all(_ends_nothing(write) for write in writes)
     )
 
 
