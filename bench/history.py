@@ -108,15 +108,25 @@ WITH numbered AS (
               WHEN n % 100 < 7 OR (k = :per_release - 1) THEN 'FAILED'
               WHEN n % 100 < 10 THEN 'CANCELLED' ELSE 'SUCCEEDED' END AS status
   FROM numbered
+), identified AS (
+  SELECT *, substr(ms, 1, 8) || '-' || substr(ms, 9, 4) || '-7' || substr(rnd, 1, 3) || '-8'
+         || substr(rnd, 4, 3) || '-' || substr(rnd, 7, 12) AS id
+  FROM shaped
+), stored AS (
+  INSERT INTO operations (id, type, deployment_unit_id, environment, version, status,
+    remove_data, requested_components, retry_of, requested_by, request_id, trace_id, error,
+    cancel_requested, warnings, release_status_before, owner, replica_id, fencing,
+    lease_expires_at, created_at, started_at, finished_at, updated_at)
+  SELECT id, type, unit, env, '1.' || k || '.0', status, false, NULL, NULL, 'ci-pipeline',
+         rnd, rnd,
+         CASE WHEN status = 'FAILED' THEN 'component ' || unit || ':' || 'transform failed' END,
+         false, NULL, 'DEPLOYED', NULL, 'bench-replica', 1, NULL, created_at,
+         created_at + interval '1 second', created_at + interval '40 seconds',
+         created_at + interval '40 seconds'
+  FROM identified
 )
-INSERT INTO operations (id, type, deployment_unit_id, environment, version, status, remove_data,
-  requested_components, retry_of, requested_by, request_id, trace_id, descriptor, error,
-  cancel_requested, warnings, release_status_before, owner, replica_id, fencing,
-  lease_expires_at, created_at, started_at, finished_at, updated_at)
-SELECT substr(ms, 1, 8) || '-' || substr(ms, 9, 4) || '-7' || substr(rnd, 1, 3) || '-8'
-         || substr(rnd, 4, 3) || '-' || substr(rnd, 7, 12),
-       type, unit, env, '1.' || k || '.0', status, false, NULL, NULL, 'ci-pipeline',
-       rnd, rnd, CASE WHEN type = 'DEPLOY' THEN json_build_object(
+INSERT INTO operation_documents (operation_id, descriptor)
+SELECT id, json_build_object(
          'id', unit, 'name', 'Bench unit ' || (r / 2), 'fullyQualifiedName', 'Bench ' || r,
          'description', repeat('A data product for the history benchmark. ', 8),
          'kind', 'dataproduct', 'domain', 'domain:bench', 'version', '1.' || k || '.0',
@@ -126,12 +136,9 @@ SELECT substr(ms, 1, 8) || '-' || substr(ms, 9, 4) || '-7' || substr(rnd, 1, 3) 
            'infrastructureTemplateId', 'urn:dmb:itm:bench-adapter:1',
            'useCaseTemplateId', 'urn:dmb:utm:bench:1', 'dependsOn', '[]'::json,
            'specific', json_build_object('size', 'small', 'replicas', 2)))
-           FROM unnest(CAST(:components AS text[])) AS c))::text END,
-       CASE WHEN status = 'FAILED' THEN 'component ' || unit || ':' || 'transform failed' END,
-       false, NULL, 'DEPLOYED', NULL, 'bench-replica', 1, NULL, created_at,
-       created_at + interval '1 second', created_at + interval '40 seconds',
-       created_at + interval '40 seconds'
-FROM shaped
+           FROM unnest(CAST(:components AS text[])) AS c))::text
+FROM identified
+WHERE type = 'DEPLOY'
 """
 
 _TASKS = """

@@ -25,6 +25,7 @@ from provisioner.store.models import (
     components,
     deliveries,
     events,
+    operation_documents,
     operations,
     publications,
     published_components,
@@ -78,11 +79,16 @@ class History:
                     environment=ENV,
                     version="1.0.0",
                     status=status,
-                    descriptor=json.dumps({"id": unit, "components": [{"id": f"{unit}:a"}]}),
                     created_at=created,
                     started_at=created,
                     finished_at=finished,
                     updated_at=finished or created,
+                )
+            )
+            conn.execute(
+                insert(operation_documents).values(
+                    operation_id=operation_id,
+                    descriptor=json.dumps({"id": unit, "components": [{"id": f"{unit}:a"}]}),
                 )
             )
             for position, component_id in enumerate((unit, f"{unit}:a")):
@@ -189,6 +195,7 @@ async def existing(database: Database, ids: list[str]) -> set[str]:
 async def row_counts(database: Database) -> dict[str, int]:
     tables = {
         "operations": operations,
+        "operation_documents": operation_documents,
         "tasks": tasks,
         "events": events,
         "publications": publications,
@@ -217,6 +224,7 @@ async def test_old_finished_operations_go_with_their_tasks_and_events(database: 
     assert await existing(database, [*gone, last]) == {last}
     assert report.rows == {
         "operations": 3,
+        "operation_documents": 3,
         "tasks": 6,
         "events": 9,
         "publications": 0,

@@ -8,12 +8,14 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, select, text, update
 
 from provisioner.domain.descriptor import parse_descriptor
 from provisioner.domain.plan import plan_deploy
@@ -34,8 +36,8 @@ from provisioner.errors import (
     UnstorableValueError,
 )
 from provisioner.service.ids import new_operation_id
-from provisioner.store.database import Database
-from provisioner.store.migrate import current_revision, head_revision, migrate
+from provisioner.store.database import WRITER_AUTOCHECKPOINT_PAGES, Database
+from provisioner.store.migrate import alembic_config, current_revision, head_revision, migrate
 from provisioner.store.models import Base, components, operations, tasks
 from provisioner.store.operations import SqlOperationStore
 from provisioner.store.queries import Queries
@@ -104,6 +106,68 @@ async def test_migrations_reach_head_and_match_the_models(database: Database) ->
         )
     )
     assert diff == []
+
+
+async def test_upgrading_moves_each_stored_descriptor_out_of_its_operation_row(
+    database_url: str,
+) -> None:
+    """Revision 0010 keeps what 0009 stored (down to 0009 and up again): the descriptor an
+    operation deployed is read back from its own table, and an operation without one has
+    none."""
+    db = Database(database_url)
+    try:
+        await migrate(db)
+        await db.transaction(lambda conn: command.downgrade(alembic_config(conn), "0009"))
+        stored, bare = new_operation_id(), new_operation_id()
+
+        def insert_at_0009(conn: Connection) -> None:
+            for operation_id, descriptor in ((stored, '{"id": "urn:dmb:dp:old:0"}'), (bare, None)):
+                conn.execute(
+                    text(
+                        "INSERT INTO operations (id, type, deployment_unit_id, environment, "
+                        "status, remove_data, cancel_requested, fencing, created_at, "
+                        "updated_at, descriptor) VALUES (:id, 'DEPLOY', :unit, 'development', "
+                        "'SUCCEEDED', false, false, 1, :at, :at, :descriptor)"
+                    ),
+                    {
+                        "id": operation_id,
+                        "unit": f"urn:dmb:dp:old-{operation_id}:0",
+                        "at": datetime(2026, 12, 3, tzinfo=UTC),
+                        "descriptor": descriptor,
+                    },
+                )
+
+        await db.transaction(insert_at_0009)
+        await migrate(db)
+        queries = Queries(db)
+        assert await queries.document(stored) == {"id": "urn:dmb:dp:old:0"}
+        assert await queries.document(bare) is None
+        assert (await queries.operation(stored)) is not None
+    finally:
+        await db.dispose()
+
+
+async def test_checkpoints_run_beside_the_writer_not_in_its_commits(sqlite_url: str) -> None:
+    """A commit's pages reach the database file although no commit of the writer gets near
+    its own checkpoint threshold: the checkpointer copied them; it stops with the database."""
+    db = Database(sqlite_url)
+    try:
+        await migrate(db)
+        marker = f"checkpointed-{new_operation_id()}"
+        await Submissions(db).submit(replace(deploy_of("u-wal"), descriptor_json=f'"{marker}"'))
+        path = Path(db.url.database or "")
+        await wait_until(lambda: _contains(path, marker.encode()))
+        threshold = await db.transaction(
+            lambda conn: conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
+        )
+        assert threshold == WRITER_AUTOCHECKPOINT_PAGES
+    finally:
+        await db.dispose()
+    assert not [t for t in threading.enumerate() if t.name == "sqlite-checkpointer"]
+
+
+async def _contains(path: Path, marker: bytes) -> bool:
+    return marker in await asyncio.to_thread(path.read_bytes)
 
 
 async def test_one_active_operation_per_release_even_when_submitted_at_once(

@@ -166,7 +166,6 @@ class OperationRow(Base):
     # UPDATE_ACL: the refs to grant; OVERRIDE: why the operator marked the component.
     refs: Mapped[tuple[str, ...] | None] = mapped_column(RefTuple, nullable=True)
     reason: Mapped[str | None] = mapped_column(String(REASON))
-    descriptor: Mapped[str | None] = mapped_column(Text)  # the unit descriptor, as JSON text
     error: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     # What was noticed on submission without stopping it: the descriptor loader's warnings and
@@ -199,6 +198,19 @@ class OperationRow(Base):
             sqlite_where=ACTIVE,
         ),
     )
+
+
+class OperationDocumentRow(Base):
+    """The unit descriptor an operation deploys (or deployed), as JSON text. Written once with
+    the operation and kept apart from its row, which every state write updates (its lease):
+    SQLite rewrites a whole row to update it, and a descriptor can be hundreds of kilobytes."""
+
+    __tablename__ = "operation_documents"
+
+    operation_id: Mapped[str] = mapped_column(
+        String(ID), ForeignKey("operations.id", ondelete="CASCADE"), primary_key=True
+    )
+    descriptor: Mapped[str] = mapped_column(Text)
 
 
 class TaskRow(Base):
@@ -444,6 +456,7 @@ class ReplicaRow(Base):
 
 
 operations = cast(Table, OperationRow.__table__)
+operation_documents = cast(Table, OperationDocumentRow.__table__)
 tasks = cast(Table, TaskRow.__table__)
 events = cast(Table, EventRow.__table__)
 releases = cast(Table, ReleaseRow.__table__)

@@ -50,7 +50,14 @@ from provisioner.engine.ports import (
 )
 from provisioner.offload import offload
 from provisioner.store.database import Database, driver_execute
-from provisioner.store.models import components, events, operations, releases, tasks
+from provisioner.store.models import (
+    components,
+    events,
+    operation_documents,
+    operations,
+    releases,
+    tasks,
+)
 from provisioner.store.notifications import CHANNEL, EVENT_COLUMNS, insert_events, notifying
 from provisioner.store.outbox import NewPublication, publication_state, record_publication
 from provisioner.store.records import (
@@ -415,10 +422,10 @@ def _read_claimed(conn: Connection, taken: Sequence[str]) -> _Claimed:
         ).where(tuple_(releases.c.deployment_unit_id, releases.c.environment).in_(releases_of))
     ).all()
     parts = _Parts(ops, task_rows, component_rows, release_rows)
+    documents = operation_documents.c
     texts = conn.execute(
-        select(operations.c.id, operations.c.descriptor).where(
-            operations.c.id.in_(parts.documents_needed()),
-            operations.c.descriptor.is_not(None),
+        select(documents.operation_id.label("id"), documents.descriptor).where(
+            documents.operation_id.in_(parts.documents_needed())
         )
     ).all()
     return _Claimed(ops, parts, texts)

@@ -24,7 +24,7 @@ from provisioner.engine.ports import Delivery, DeliveryOutcome, PublicationRecor
 from provisioner.store.database import Database
 from provisioner.store.models import (
     deliveries,
-    operations,
+    operation_documents,
     publications,
     published_components,
     tasks,
@@ -161,7 +161,9 @@ class SqlPublicationStore:
             if row.event is PublicationEvent.DEPLOYED:
                 text = (
                     await conn.execute(
-                        select(operations.c.descriptor).where(operations.c.id == row.operation_id)
+                        select(operation_documents.c.descriptor).where(
+                            operation_documents.c.operation_id == row.operation_id
+                        )
                     )
                 ).scalar_one_or_none()
                 provisioned = (

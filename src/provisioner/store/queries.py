@@ -28,6 +28,7 @@ from provisioner.store.models import (
     components,
     deliveries,
     events,
+    operation_documents,
     operations,
     publications,
     releases,
@@ -46,7 +47,7 @@ from provisioner.store.views import (
     ReleaseView,
 )
 
-_NEVER_SHOWN = frozenset({"private_info", "token", "descriptor"})
+_NEVER_SHOWN = frozenset({"private_info", "token"})
 _TASK_COLUMNS = [column for column in tasks.c if column.name not in _NEVER_SHOWN]
 _OPERATION_COLUMNS = [column for column in operations.c if column.name not in _NEVER_SHOWN]
 _RELEASE_KEYS = ("deployment_unit_id", "environment")
@@ -249,7 +250,9 @@ class Queries:
         async with self._db.read() as conn:
             text = (
                 await conn.execute(
-                    select(operations.c.descriptor).where(operations.c.id == operation_id)
+                    select(operation_documents.c.descriptor).where(
+                        operation_documents.c.operation_id == operation_id
+                    )
                 )
             ).scalar_one_or_none()
         return None if text is None else await decode_document(text)

@@ -1,9 +1,10 @@
 """Retention: finished operations older than a limit, purged with what refers to them.
 
 ``purge`` removes operations that ended (SUCCEEDED, FAILED, CANCELLED) before the cutoff,
-with their tasks, events and Market Plane publications (and those publications' published
-components and deliveries), in batches of ``batch_size`` operations, one short transaction per
-batch, pausing between batches so that the service's own writes interleave.
+with their tasks, events, stored descriptors and Market Plane publications (and those
+publications' published components and deliveries), in batches of ``batch_size`` operations,
+one short transaction per batch, pausing between batches so that the service's own writes
+interleave.
 
 Never purged:
 
@@ -41,6 +42,7 @@ from provisioner.store.models import (
     components,
     deliveries,
     events,
+    operation_documents,
     operations,
     publications,
     published_components,
@@ -63,7 +65,15 @@ NAMING = (
     components.c.last_provisioned_operation_id,
 )
 # What a purge removes, in the order it deletes (what refers first).
-TABLES = ("deliveries", "published_components", "publications", "events", "tasks", "operations")
+TABLES = (
+    "deliveries",
+    "published_components",
+    "publications",
+    "events",
+    "tasks",
+    "operation_documents",
+    "operations",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +213,7 @@ def _remove(conn: Connection, ids: list[str], *, dry_run: bool) -> dict[str, int
         "publications": lambda: publications.c.id.in_(publication_ids),
         "events": lambda: events.c.operation_id.in_(ids),
         "tasks": lambda: tasks.c.operation_id.in_(ids),
+        "operation_documents": lambda: operation_documents.c.operation_id.in_(ids),
         "operations": lambda: operations.c.id.in_(ids),
     }
     tables = {
@@ -211,6 +222,7 @@ def _remove(conn: Connection, ids: list[str], *, dry_run: bool) -> dict[str, int
         "publications": publications,
         "events": events,
         "tasks": tasks,
+        "operation_documents": operation_documents,
         "operations": operations,
     }
     rows: dict[str, int] = {}

@@ -39,7 +39,13 @@ from provisioner.errors import (
     ReleaseChangedError,
 )
 from provisioner.store.database import Database
-from provisioner.store.models import components, operations, releases, tasks
+from provisioner.store.models import (
+    components,
+    operation_documents,
+    operations,
+    releases,
+    tasks,
+)
 from provisioner.store.notifications import insert_events
 from provisioner.store.operations import event_values, settle_release
 from provisioner.store.queries import release_rows
@@ -224,9 +230,14 @@ class Submissions:
             release_status=release_status,
             requested_components=new.requested_components,
             retry_of=new.retry_of,
-            descriptor=new.descriptor_json,
             warnings=new.warnings,
         )
+        if new.descriptor_json is not None:
+            conn.execute(
+                insert(operation_documents).values(
+                    operation_id=header.id, descriptor=new.descriptor_json
+                )
+            )
         _INSERT_TASKS.execute(
             conn,
             [
