@@ -616,6 +616,51 @@ async def test_a_batch_the_database_refuses_writes_nothing(database: Database) -
     assert task_row["token"] == "fine"
 
 
+@pytest.mark.postgres
+async def test_a_write_after_its_connection_was_ended_fails_once_then_gets_a_new_one(
+    postgres_url: str,
+) -> None:
+    """asyncpg's one-statement writes run on a held connection: ended by the server (as a
+    restart or an administrator ends it), the next write fails as the database being away
+    (the recorder retries those), at most once: the one after it runs on a new connection."""
+    database = Database(postgres_url)
+    try:
+        await migrate(database)
+        store = SqlOperationStore(database)
+        await submit(database, "held1")
+        [claimed] = await store.claim(
+            owner="r1/a", replica_id="r1", limit=1, lease_seconds=LEASE, now=datetime.now(UTC)
+        )
+
+        def running(token: str) -> StateWrite:
+            task = replace(claimed.tasks[1], status=TaskStatus.RUNNING, token=token)
+            return StateWrite(fence=claimed.fence, header=claimed.header, tasks=[task])
+
+        assert await store.apply([running("first")], lease_seconds=LEASE) == set()
+        async with database.read() as conn:
+            ended = await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            assert any(ended.scalars())
+        try:  # asyncpg may have seen the end already (then the write reconnects at once)
+            failed = await store.apply([running("second")], lease_seconds=LEASE)
+        except DatabaseUnavailableError:
+            failed = await store.apply([running("second")], lease_seconds=LEASE)
+        assert failed == set()
+        [task_row] = await stored_rows(
+            database,
+            tasks,
+            operation_id=claimed.header.id,
+            component_id=claimed.tasks[1].component_id,
+        )
+        assert task_row["token"] == "second"
+    finally:
+        await database.dispose()
+
+
 async def test_a_plan_made_against_a_release_that_moved_on_is_refused(database: Database) -> None:
     """``submit`` stores an operation planned against a release only if no operation was
     submitted there since the release was read: otherwise the request is planned again."""

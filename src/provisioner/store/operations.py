@@ -49,7 +49,7 @@ from provisioner.engine.ports import (
     descriptor_source,
 )
 from provisioner.offload import offload
-from provisioner.store.database import Database, driver_execute
+from provisioner.store.database import Database
 from provisioner.store.models import (
     components,
     events,
@@ -237,9 +237,7 @@ class SqlOperationStore:
 
     async def apply(self, writes: Sequence[StateWrite], *, lease_seconds: float) -> set[str]:
         if self._at_once and _rows_only(writes):
-            return await self._db.statement(
-                lambda conn: _WRITE_AT_ONCE.execute(conn, writes, lease_seconds, datetime.now(UTC))
-            )
+            return await _WRITE_AT_ONCE.apply(self._db, writes, lease_seconds, datetime.now(UTC))
         return await self._db.transaction(
             lambda conn: self._apply(conn, writes, lease_seconds, datetime.now(UTC)),
             inline=_small(writes),
@@ -655,7 +653,8 @@ class _Rows:
 
 
 class _WriteAtOnce:
-    """PostgreSQL: a batch of writes that change rows only, as one statement in autocommit.
+    """PostgreSQL (asyncpg): a batch of writes that change rows only, as one statement in
+    autocommit.
 
     In a transaction the same batch costs six round trips: BEGIN, the fence check, the tasks,
     the components, the events, COMMIT. Here the rows of each table travel as one array per
@@ -670,11 +669,11 @@ class _WriteAtOnce:
     def __init__(self) -> None:
         self._built: dict[tuple[str, str], _AtOnce] = {}
 
-    def execute(
-        self, conn: Connection, writes: Sequence[StateWrite], lease_seconds: float, now: datetime
+    async def apply(
+        self, db: Database, writes: Sequence[StateWrite], lease_seconds: float, now: datetime
     ) -> set[str]:
-        """Apply ``writes``; return the operations whose fence failed."""
-        dialect = conn.dialect
+        """Apply ``writes`` (``Database.fetch``); return the operations whose fence failed."""
+        dialect = db.dialect
         key = (dialect.name, dialect.driver)
         built = self._built.get(key) or self._built.setdefault(key, _AtOnce.build(dialect))
         rows = _Rows.of(writes, now)
@@ -685,7 +684,7 @@ class _WriteAtOnce:
             built.parts, (fences, rows.tasks, rows.components, rows.events), strict=True
         ):
             params += part.arrays(part_rows)
-        held = {row[0] for row in driver_execute(conn, built.sql, [tuple(params)])}
+        held = {row[0] for row in await db.fetch(built.sql, params)}
         return {operation_id for operation_id, _ in wanted} - held
 
 
