@@ -11,11 +11,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy.engine import make_url
 
 from provisioner.domain.descriptor import parse_descriptor
 from provisioner.domain.plan import plan_deploy
@@ -659,6 +661,68 @@ async def test_a_write_after_its_connection_was_ended_fails_once_then_gets_a_new
         assert task_row["token"] == "second"
     finally:
         await database.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_write_cancelled_half_way_leaves_the_next_one_a_working_connection(
+    postgres_url: str,
+) -> None:
+    """A one-statement write cancelled while the server runs it (here: waiting for a row lock
+    another session holds) takes nothing with it; the next write stores what it says."""
+    database = Database(postgres_url)
+    try:
+        await migrate(database)
+        store = SqlOperationStore(database)
+        await submit(database, "cut1")
+        [claimed] = await store.claim(
+            owner="r1/a", replica_id="r1", limit=1, lease_seconds=LEASE, now=datetime.now(UTC)
+        )
+
+        def running(token: str) -> StateWrite:
+            task = replace(claimed.tasks[1], status=TaskStatus.RUNNING, token=token)
+            return StateWrite(fence=claimed.fence, header=claimed.header, tasks=[task])
+
+        assert await store.apply([running("first")], lease_seconds=LEASE) == set()
+        locked, release = asyncio.Event(), asyncio.Event()
+
+        async def lock_then_wait() -> None:
+            # A session of its own holds the operation's row locked until ``release``.
+            dsn = make_url(postgres_url).set(drivername="postgresql")
+            conn = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+            try:
+                async with conn.transaction():
+                    await conn.execute(
+                        "SELECT id FROM operations WHERE id = $1 FOR UPDATE", claimed.header.id
+                    )
+                    locked.set()
+                    await release.wait()
+            finally:
+                await conn.close()
+
+        holder = asyncio.create_task(lock_then_wait())
+        await wait_until(lambda: _is_set(locked))
+        blocked = asyncio.create_task(store.apply([running("cut")], lease_seconds=LEASE))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(blocked), 0.5)  # it waits for the lock
+        blocked.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await blocked
+        release.set()
+        await holder
+        assert await store.apply([running("after")], lease_seconds=LEASE) == set()
+        [task_row] = await stored_rows(
+            database,
+            tasks,
+            operation_id=claimed.header.id,
+            component_id=claimed.tasks[1].component_id,
+        )
+        assert task_row["token"] == "after"
+    finally:
+        await database.dispose()
+
+
+async def _is_set(event: asyncio.Event) -> bool:
+    return event.is_set()
 
 
 async def test_a_plan_made_against_a_release_that_moved_on_is_refused(database: Database) -> None:

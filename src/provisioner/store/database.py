@@ -12,7 +12,8 @@ Writes are plain synchronous functions of a SQLAlchemy ``Connection`` run in one
   and the wait for the interpreter lock that the thread would cost (see ``transaction``).
   Checkpoints (copying the WAL back into the database file, with its fsync) run in a thread
   of their own (``_Checkpointer``), not inside whichever commit crosses SQLite's threshold;
-- on PostgreSQL, through the async driver (``run_sync``), without a thread.
+- on PostgreSQL, through the async driver (``run_sync``), without a thread; a write that is
+  one statement (``fetch``, asyncpg) runs straight on the driver, on a connection held for it.
 
 Reads are async, on a pool of their own, so that a status read never waits for a connection
 behind a burst of submissions or engine writes, and in autocommit mode: a read is its
@@ -72,6 +73,7 @@ class Database:
         # asyncpg: the connection that runs ``fetch``'s statements, and who is using it.
         self._statements: AsyncConnection | None = None
         self._statements_driver: Any = None  # its asyncpg.Connection
+        self._statements_doubtful = False  # a statement on it was cancelled half-way
         self._statements_lock = asyncio.Lock()
         self._holding = threading.Lock()  # taken by whichever thread runs a transaction on it
         self._checkpointer: _Checkpointer | None = None
@@ -155,6 +157,9 @@ class Database:
             driver = await self._statements_connection()
             try:
                 return [tuple(row) for row in await driver.fetch(sql, *params)]
+            except asyncio.CancelledError:
+                self._statements_doubtful = True  # replaced before its next statement
+                raise
             except Exception as exc:
                 error = _driver_error(exc)
                 if isinstance(error, DatabaseUnavailableError):
@@ -166,7 +171,9 @@ class Database:
     async def _statements_connection(self) -> Any:
         """The asyncpg connection ``fetch`` runs on, checked out of the writer's pool (with
         its settings) once and held."""
-        if self._statements is not None and self._statements_driver.is_closed():
+        if self._statements is not None and (
+            self._statements_doubtful or self._statements_driver.is_closed()
+        ):
             await self._close_statements_connection()
         if self._statements is None:
             assert self._async_writer is not None
@@ -183,6 +190,7 @@ class Database:
 
     async def _close_statements_connection(self) -> None:
         held, self._statements = self._statements, None
+        self._statements_doubtful = False
         if held is not None:
             with contextlib.suppress(Exception):
                 await held.invalidate()
