@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,7 +46,7 @@ from provisioner.store.operations import SqlOperationStore
 from provisioner.store.queries import Queries
 from provisioner.store.submissions import NewOperation, Submissions
 from provisioner.store.views import OperationView
-from tests.support import component, unit, wait_until
+from tests.support import DEADLINE_SECONDS, component, unit, wait_until
 
 LEASE = 30.0
 
@@ -68,12 +69,28 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+@asynccontextmanager
+async def migrated(url: str) -> AsyncIterator[Database]:
+    db = Database(url)
+    try:
+        await migrate(db)
+        yield db
+    finally:
+        await db.dispose()
+
+
 @pytest.fixture
 async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(database_url)
-    await migrate(db)
-    yield db
-    await db.dispose()
+    async with migrated(database_url) as db:
+        yield db
+
+
+@pytest.fixture
+async def asyncpg_database(postgres_url: str) -> AsyncIterator[Database]:
+    """PostgreSQL through asyncpg only: the driver whose one-statement writes hold a
+    connection of their own (``Database.fetch``)."""
+    async with migrated(postgres_url) as db:
+        yield db
 
 
 def deploy_of(unit_id: str) -> NewOperation:
@@ -595,134 +612,109 @@ async def test_a_batch_the_database_refuses_writes_nothing(database: Database) -
     good, bad = await store.claim(
         owner="r1/a", replica_id="r1", limit=2, lease_seconds=LEASE, now=now
     )
-    good_write = StateWrite(
-        fence=good.fence,
-        header=good.header,
-        tasks=[replace(good.tasks[1], status=TaskStatus.RUNNING, token="fine")],
-    )
-    bad_write = StateWrite(
-        fence=bad.fence,
-        header=bad.header,
-        tasks=[replace(bad.tasks[1], status=TaskStatus.RUNNING, token="t" * 5000)],
-    )
+    good_write = started_with_token(good, "fine")
+    bad_write = started_with_token(bad, "t" * 5000)
     with pytest.raises(UnstorableValueError):
         await store.apply([good_write, bad_write], lease_seconds=LEASE)
-    [task_row] = await stored_rows(
-        database, tasks, operation_id=good.header.id, component_id=good.tasks[1].component_id
-    )
-    assert task_row["token"] is None
+    assert await stored_token(database, good) is None
     assert await store.apply([good_write], lease_seconds=LEASE) == set()
+    assert await stored_token(database, good) == "fine"
+
+
+def started_with_token(claimed: ClaimedOperation, token: str) -> StateWrite:
+    """A write that starts the claimed operation's first component task with ``token``."""
+    task = replace(claimed.tasks[1], status=TaskStatus.RUNNING, token=token)
+    return StateWrite(fence=claimed.fence, header=claimed.header, tasks=[task])
+
+
+async def stored_token(database: Database, claimed: ClaimedOperation) -> str | None:
+    """The token stored for that task."""
     [task_row] = await stored_rows(
-        database, tasks, operation_id=good.header.id, component_id=good.tasks[1].component_id
+        database,
+        tasks,
+        operation_id=claimed.header.id,
+        component_id=claimed.tasks[1].component_id,
     )
-    assert task_row["token"] == "fine"
+    token: str | None = task_row["token"]
+    return token
+
+
+async def claim_one(database: Database, unit_id: str) -> tuple[SqlOperationStore, ClaimedOperation]:
+    """A store on ``database`` and the deploy of ``unit_id`` it just claimed."""
+    store = SqlOperationStore(database)
+    await submit(database, unit_id)
+    [claimed] = await store.claim(
+        owner="r1/a", replica_id="r1", limit=1, lease_seconds=LEASE, now=datetime.now(UTC)
+    )
+    return store, claimed
 
 
 @pytest.mark.postgres
 async def test_a_write_after_its_connection_was_ended_fails_once_then_gets_a_new_one(
-    postgres_url: str,
+    asyncpg_database: Database,
 ) -> None:
     """asyncpg's one-statement writes run on a held connection: ended by the server (as a
     restart or an administrator ends it), the next write fails as the database being away
     (the recorder retries those), at most once: the one after it runs on a new connection."""
-    database = Database(postgres_url)
-    try:
-        await migrate(database)
-        store = SqlOperationStore(database)
-        await submit(database, "held1")
-        [claimed] = await store.claim(
-            owner="r1/a", replica_id="r1", limit=1, lease_seconds=LEASE, now=datetime.now(UTC)
-        )
-
-        def running(token: str) -> StateWrite:
-            task = replace(claimed.tasks[1], status=TaskStatus.RUNNING, token=token)
-            return StateWrite(fence=claimed.fence, header=claimed.header, tasks=[task])
-
-        assert await store.apply([running("first")], lease_seconds=LEASE) == set()
-        async with database.read() as conn:
-            ended = await conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
+    database = asyncpg_database
+    store, claimed = await claim_one(database, "held1")
+    assert await store.apply([started_with_token(claimed, "first")], lease_seconds=LEASE) == set()
+    async with database.read() as conn:
+        ended = await conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
-            assert any(ended.scalars())
-        try:  # asyncpg may have seen the end already (then the write reconnects at once)
-            failed = await store.apply([running("second")], lease_seconds=LEASE)
-        except DatabaseUnavailableError:
-            failed = await store.apply([running("second")], lease_seconds=LEASE)
-        assert failed == set()
-        [task_row] = await stored_rows(
-            database,
-            tasks,
-            operation_id=claimed.header.id,
-            component_id=claimed.tasks[1].component_id,
         )
-        assert task_row["token"] == "second"
-    finally:
-        await database.dispose()
+        assert any(ended.scalars())
+    second = started_with_token(claimed, "second")
+    try:  # asyncpg may have seen the end already (then the write reconnects at once)
+        failed = await store.apply([second], lease_seconds=LEASE)
+    except DatabaseUnavailableError:
+        failed = await store.apply([second], lease_seconds=LEASE)
+    assert failed == set()
+    assert await stored_token(database, claimed) == "second"
 
 
 @pytest.mark.postgres
 async def test_a_write_cancelled_half_way_leaves_the_next_one_a_working_connection(
-    postgres_url: str,
+    asyncpg_database: Database, postgres_url: str
 ) -> None:
     """A one-statement write cancelled while the server runs it (here: waiting for a row lock
     another session holds) takes nothing with it; the next write stores what it says."""
-    database = Database(postgres_url)
-    try:
-        await migrate(database)
-        store = SqlOperationStore(database)
-        await submit(database, "cut1")
-        [claimed] = await store.claim(
-            owner="r1/a", replica_id="r1", limit=1, lease_seconds=LEASE, now=datetime.now(UTC)
-        )
+    database = asyncpg_database
+    store, claimed = await claim_one(database, "cut1")
+    assert await store.apply([started_with_token(claimed, "first")], lease_seconds=LEASE) == set()
+    locked, release = asyncio.Event(), asyncio.Event()
 
-        def running(token: str) -> StateWrite:
-            task = replace(claimed.tasks[1], status=TaskStatus.RUNNING, token=token)
-            return StateWrite(fence=claimed.fence, header=claimed.header, tasks=[task])
+    async def lock_then_wait() -> None:
+        # A session of its own holds the operation's row locked until ``release``.
+        dsn = make_url(postgres_url).set(drivername="postgresql")
+        conn = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+        try:
+            async with conn.transaction():
+                await conn.execute(
+                    "SELECT id FROM operations WHERE id = $1 FOR UPDATE", claimed.header.id
+                )
+                locked.set()
+                await release.wait()
+        finally:
+            await conn.close()
 
-        assert await store.apply([running("first")], lease_seconds=LEASE) == set()
-        locked, release = asyncio.Event(), asyncio.Event()
-
-        async def lock_then_wait() -> None:
-            # A session of its own holds the operation's row locked until ``release``.
-            dsn = make_url(postgres_url).set(drivername="postgresql")
-            conn = await asyncpg.connect(dsn.render_as_string(hide_password=False))
-            try:
-                async with conn.transaction():
-                    await conn.execute(
-                        "SELECT id FROM operations WHERE id = $1 FOR UPDATE", claimed.header.id
-                    )
-                    locked.set()
-                    await release.wait()
-            finally:
-                await conn.close()
-
-        holder = asyncio.create_task(lock_then_wait())
-        await wait_until(lambda: _is_set(locked))
-        blocked = asyncio.create_task(store.apply([running("cut")], lease_seconds=LEASE))
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(blocked), 0.5)  # it waits for the lock
-        blocked.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await blocked
-        release.set()
-        await holder
-        assert await store.apply([running("after")], lease_seconds=LEASE) == set()
-        [task_row] = await stored_rows(
-            database,
-            tasks,
-            operation_id=claimed.header.id,
-            component_id=claimed.tasks[1].component_id,
-        )
-        assert task_row["token"] == "after"
-    finally:
-        await database.dispose()
-
-
-async def _is_set(event: asyncio.Event) -> bool:
-    return event.is_set()
+    holder = asyncio.create_task(lock_then_wait())
+    await asyncio.wait_for(locked.wait(), DEADLINE_SECONDS)
+    blocked = asyncio.create_task(
+        store.apply([started_with_token(claimed, "cut")], lease_seconds=LEASE)
+    )
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(blocked), 0.5)  # it waits for the lock
+    blocked.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await blocked
+    release.set()
+    await holder
+    assert await store.apply([started_with_token(claimed, "after")], lease_seconds=LEASE) == set()
+    assert await stored_token(database, claimed) == "after"
 
 
 async def test_a_plan_made_against_a_release_that_moved_on_is_refused(database: Database) -> None:
