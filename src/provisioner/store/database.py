@@ -188,12 +188,15 @@ class Database:
             self._statements_driver = raw.driver_connection
         return self._statements_driver
 
-    async def _close_statements_connection(self) -> None:
+    async def _close_statements_connection(self, *, broken: bool = True) -> None:
+        """Give back the held connection: discarded when ``broken`` (or in doubt), to the pool
+        otherwise."""
         held, self._statements = self._statements, None
         self._statements_doubtful = False
         if held is not None:
-            with contextlib.suppress(Exception):
-                await held.invalidate()
+            if broken:
+                with contextlib.suppress(Exception):
+                    await held.invalidate()
             with contextlib.suppress(Exception):
                 await held.close()
 
@@ -256,10 +259,7 @@ class Database:
             self._thread.shutdown(wait=True)
         if self._async_writer is not None:
             async with self._statements_lock:
-                held, self._statements = self._statements, None
-                if held is not None:
-                    with contextlib.suppress(Exception):
-                        await held.close()
+                await self._close_statements_connection(broken=False)
             await self._async_writer.dispose()
         await self._reader.dispose()
 
@@ -275,9 +275,7 @@ def _translated() -> Iterator[None]:
         if exc.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
             raise DatabaseUnavailableError(_first_line(exc)) from exc
         if sqlstate.startswith("22"):  # data exception: the value, not the database, is wrong
-            raise UnstorableValueError(
-                f"a value cannot be stored: {_first_line(exc.orig or exc)}"
-            ) from exc
+            raise _unstorable(exc.orig or exc) from exc
         raise
 
 
@@ -285,6 +283,10 @@ def _translated() -> Iterator[None]:
 # shutdown, 57P02 crash shutdown, 57P03 cannot connect now: "the database system is starting
 # up"): the server is going away or not there yet, and retrying later is the cure.
 _UNAVAILABLE_SQLSTATES = ("08", "57P")
+
+
+def _unstorable(exc: BaseException) -> UnstorableValueError:
+    return UnstorableValueError(f"a value cannot be stored: {_first_line(exc)}")
 
 
 def _driver_error(exc: Exception) -> Exception:
@@ -296,7 +298,7 @@ def _driver_error(exc: Exception) -> Exception:
     sqlstate = str(getattr(exc, "sqlstate", None) or "")
     if isinstance(exc, asyncpg_errors.DataError) or sqlstate.startswith("22"):
         # A value the driver cannot encode, or one the server refuses (data exception).
-        return UnstorableValueError(f"a value cannot be stored: {_first_line(exc)}")
+        return _unstorable(exc)
     refused = isinstance(exc, asyncpg_errors.PostgresError)  # an error the server sent
     if refused and not sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
         return exc
